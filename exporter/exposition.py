@@ -1,0 +1,139 @@
+"""Metric families and their rendering in the Prometheus text and OpenMetrics formats.
+
+Every collector in the sidecar (Redis, OTLP, the sidecar's own) yields `Family` objects built fresh
+on each collection; `render` turns them into the bytes of one scrape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass(slots=True)
+class Sample:
+    """One line: `suffix` is appended to the family name (`""`, `_sum`, `_bucket`, ...)."""
+
+    suffix: str
+    labels: Labels
+    value: float
+
+
+@dataclass(slots=True)
+class Family:
+    """A metric family. `name` is the full name as the text format shows it (counters keep
+    `_total`). `type` is one of gauge, counter, summary, histogram, untyped."""
+
+    name: str
+    type: str
+    help: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def add(self, value: float, labels: Labels = (), suffix: str = "") -> None:
+        self.samples.append(Sample(suffix, labels, value))
+
+
+def gauge(name: str, help: str, value: float | None = None, labels: Labels = ()) -> Family:
+    fam = Family(name, "gauge", help)
+    if value is not None:
+        fam.add(value, labels)
+    return fam
+
+
+def counter(name: str, help: str, value: float | None = None, labels: Labels = ()) -> Family:
+    fam = Family(name, "counter", help)
+    if value is not None:
+        fam.add(value, labels)
+    return fam
+
+
+def format_value(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if value != value:
+        return "NaN"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def escape_label_value(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _label_block(labels: Labels) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
+    return "{" + inner + "}"
+
+
+def _openmetrics_type(fam: Family) -> tuple[str, str]:
+    """OpenMetrics names a counter family without `_total`; a compatibility counter that lacks
+    the suffix cannot be expressed as an OpenMetrics counter and is exposed as unknown."""
+    if fam.type == "counter":
+        if fam.name.endswith("_total"):
+            return fam.name[: -len("_total")], "counter"
+        return fam.name, "unknown"
+    if fam.type == "untyped":
+        return fam.name, "unknown"
+    return fam.name, fam.type
+
+
+def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
+    out: list[str] = []
+    append = out.append
+    seen: set[str] = set()
+    for fam in families:
+        if fam.name in seen:
+            continue
+        seen.add(fam.name)
+        if openmetrics:
+            header_name, type_name = _openmetrics_type(fam)
+            sample_base = fam.name if type_name != "counter" else header_name
+        else:
+            header_name, type_name, sample_base = fam.name, fam.type, fam.name
+        append(f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n")
+        for s in fam.samples:
+            suffix = s.suffix
+            if openmetrics and type_name == "counter" and suffix == "":
+                suffix = "_total"
+            append(f"{sample_base}{suffix}{_label_block(s.labels)} {format_value(s.value)}\n")
+    if openmetrics:
+        append("# EOF\n")
+    return "".join(out).encode()
+
+
+def wants_openmetrics(accept: str | None) -> bool:
+    return bool(accept) and "application/openmetrics-text" in accept  # type: ignore[operator]
+
+
+def merge(groups: Sequence[Iterable[Family]]) -> list[Family]:
+    """Concatenate families from several targets, merging samples of the same name so that a
+    family appears once in the output, as the exposition formats require."""
+    by_name: dict[str, Family] = {}
+    order: list[Family] = []
+    for group in groups:
+        for fam in group:
+            existing = by_name.get(fam.name)
+            if existing is None:
+                copy = Family(fam.name, fam.type, fam.help, list(fam.samples))
+                by_name[fam.name] = copy
+                order.append(copy)
+            else:
+                existing.samples.extend(fam.samples)
+    return order
