@@ -1,0 +1,109 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import load_config
+from exporter.config import ConfigError, parse_duration, parse_listen_address
+
+
+def test_defaults_match_redis_exporter() -> None:
+    config = load_config([], {})
+    assert [t.address for t in config.targets] == ["redis://localhost:6379"]
+    assert config.web_listen_address == ":9121"
+    assert config.otlp_listen_address == "127.0.0.1:4318"
+    assert config.scrape_timeout == 5.0
+
+
+def test_flags_win_over_environment() -> None:
+    env = {"REDIS_ADDR": "redis://a:1,redis://b:2", "EXPORTER_SCRAPE_TIMEOUT": "2s"}
+    assert [t.address for t in load_config([], env).targets] == ["redis://a:1", "redis://b:2"]
+    config = load_config(["--redis.addr", "c:3", "--scrape.timeout", "750ms"], env)
+    assert [t.address for t in config.targets] == ["redis://c:3"]
+    assert config.scrape_timeout == 0.75
+
+
+def test_empty_address_disables_metrics_targets() -> None:
+    assert load_config(["--redis.addr", ""], {}).targets == ()
+
+
+def test_password_from_url_file_and_env(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    config = load_config(["--redis.addr", "redis://u:inurl@h:1",
+                          "--redis.password-file", str(secret)], {})
+    target = config.targets[0]
+    assert (target.username, target.password, target.address) == ("u", "from-file", "redis://h:1")
+    assert "from-file" not in repr(target) and "inurl" not in repr(target)
+    assert load_config(["--redis.addr", "h:1"], {"REDIS_PASSWORD": "e"}).targets[0].password == "e"
+
+
+def test_redis_exporter_json_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "pw.json"
+    secret.write_text('{"redis://h1:6379": "one", "redis://h2:6379": "two"}')
+    config = load_config(["--redis.addr", "redis://h1:6379", "--redis.addr", "h2",
+                          "--redis.password-file", str(secret)], {})
+    assert [t.password for t in config.targets] == ["one", "two"]
+
+
+def test_config_file_targets_and_allow_list(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret")
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"""
+scrape_timeout: 3s
+targets:
+  - redis://10.0.0.1:6379
+scrape_targets:
+  - address: redis://10.0.0.2:6380
+    username: metrics
+    password_file: {secret}
+slow_queries:
+  threshold: 250ms
+otlp:
+  staleness: 2m
+""")
+    config = load_config(["--config.file", str(cfg)], {})
+    assert [t.address for t in config.targets] == ["redis://10.0.0.1:6379"]
+    allowed = config.scrape_targets["redis://10.0.0.2:6380"]
+    assert (allowed.username, allowed.password) == ("metrics", "s3cret")
+    assert config.scrape_timeout == 3.0
+    assert config.slow_queries.threshold_seconds == 0.25
+    assert config.otlp.staleness_seconds == 120
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [
+        (["--scrape.timeout", "soon"], "--scrape.timeout"),
+        (["--web.listen-address", "nowhere"], "--web.listen-address"),
+        (["--redis.addr", "http://x:1"], "--redis.addr"),
+        (["--log.format", "xml"], "--log.format"),
+        (["--config.file", "/nonexistent.yml"], "--config.file"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_input_names_the_culprit(argv: list[str], culprit: str) -> None:
+    with pytest.raises(ConfigError, match=culprit.lstrip("-").split(".")[0]):
+        load_config(argv, {})
+
+
+def test_bad_flag_stops_startup_with_one_line_and_no_secret() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--redis.addr", "redis://u:hunter2@h:notaport"],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "--redis.addr" in lines[0] and "Traceback" not in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout
+
+
+def test_durations_and_listen_addresses() -> None:
+    assert parse_duration("1m30s", "x") == 90
+    assert parse_duration(2, "x") == 2
+    assert parse_listen_address(":9121", "x") == ("0.0.0.0", 9121)
+    assert parse_listen_address("[::1]:1", "x") == ("::1", 1)
+    with pytest.raises(ConfigError):
+        parse_duration("0s", "x")
