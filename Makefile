@@ -1,0 +1,39 @@
+# tradesense-exporter: `make test` and `make demo` do all the set-up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck unit system-deps venv bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check exporter tests bench examples
+	$(VENV)/bin/mypy exporter
+
+typecheck: lint
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+test: system-deps $(STAMP) lint unit
+
+demo: system-deps $(STAMP)
+	@scripts/demo.sh
+
+bench: system-deps $(STAMP)
+	$(PY) bench/redis_scrape.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -1,0 +1,124 @@
+"""The web listener: what Prometheus scrapes and what people open."""
+
+from __future__ import annotations
+
+import gzip
+import html
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.exposition import (
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    Family,
+    render,
+    wants_openmetrics,
+)
+from exporter.redis.collector import RedisCollector
+from exporter.redis.target import TargetError, normalize_address
+
+Collect = Callable[[], list[Family]]
+SCRAPE_HEADROOM = 0.25
+
+
+@dataclass
+class WebState:
+    config: Config
+    redis: RedisCollector
+    collectors: Sequence[Collect] = field(default_factory=list)
+
+
+def _timeout(request: Request, configured: float) -> float:
+    """Prometheus announces its own scrape timeout; finish a little before it."""
+    header = request.headers.get("x-prometheus-scrape-timeout-seconds")
+    try:
+        announced = float(header) - SCRAPE_HEADROOM if header else configured
+    except ValueError:
+        announced = configured
+    return max(0.05, min(configured, announced))
+
+
+def _exposition(request: Request, families: list[Family]) -> Response:
+    openmetrics = wants_openmetrics(request.headers.get("accept"))
+    body = render(families, openmetrics)
+    headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, headers=headers)
+
+
+def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    config = state.config
+    several = len(config.targets) > 1
+
+    async def metrics(request: Request) -> Response:
+        timeout = _timeout(request, config.scrape_timeout)
+        families = await state.redis.collect(config.targets, timeout, label_targets=several)
+        for collect in state.collectors:
+            families.extend(collect())
+        return _exposition(request, families)
+
+    async def scrape(request: Request) -> Response:
+        raw = request.query_params.get("target", "")
+        if not raw:
+            return PlainTextResponse("missing ?target=\n", status_code=400)
+        if "@" in raw.partition("://")[2].split("/", 1)[0]:
+            return PlainTextResponse("credentials are not accepted in ?target=; put them in "
+                                     "the config file\n", status_code=400)
+        try:
+            address = normalize_address(raw)
+        except TargetError:
+            return PlainTextResponse("invalid ?target= address\n", status_code=400)
+        target = config.scrape_targets.get(address)
+        if target is None:
+            return PlainTextResponse(f"target {address} is not allowed by the config file\n",
+                                     status_code=403)
+        families = await state.redis.collect([target], _timeout(request, config.scrape_timeout))
+        return _exposition(request, families)
+
+    async def healthz(request: Request) -> Response:
+        targets = {address: {"up": s.up, "error": s.error, "last_scrape": s.last_scrape,
+                             "duration_seconds": round(s.duration, 6)}
+                   for address, s in state.redis.status.items()}
+        return JSONResponse({"status": "ok", "version": __version__, "targets": targets})
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(_index_html(config))
+
+    routes: list[BaseRoute] = [
+        Route("/", index),
+        Route("/metrics", metrics),
+        Route("/scrape", scrape),
+        Route("/healthz", healthz),
+        *extra_routes,
+    ]
+    return Starlette(routes=routes)
+
+
+def _index_html(config: Config) -> str:
+    targets = "".join(f"<li><code>{html.escape(t.address)}</code></li>" for t in config.targets)
+    allowed = "".join(
+        f'<li><a href="/scrape?target={html.escape(a)}"><code>{html.escape(a)}</code></a></li>'
+        for a in config.scrape_targets)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>tradesense-exporter</title></head>
+<body><h1>tradesense-exporter {html.escape(__version__)}</h1>
+<ul>
+<li><a href="/metrics">/metrics</a>: Redis, application pool and query metrics</li>
+<li><a href="/api/slow-queries">/api/slow-queries</a>: the slowest statement fingerprints</li>
+<li><a href="/healthz">/healthz</a>: liveness and the last scrape of each target</li>
+</ul>
+<h2>Redis targets on /metrics</h2><ul>{targets or "<li>none</li>"}</ul>
+<h2>Targets allowed on /scrape</h2><ul>{allowed or "<li>none</li>"}</ul>
+<p>OTLP/HTTP receiver on <code>{html.escape(config.otlp_listen_address)}</code>
+(<code>POST /v1/metrics</code>, <code>POST /v1/traces</code>).</p>
+</body></html>
+"""
