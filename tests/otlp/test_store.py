@@ -1,0 +1,191 @@
+from exporter.exposition import Family, render
+from exporter.otlp import exphist
+from exporter.otlp.store import SeriesStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _values(families: list[Family], name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        s.labels + ((("suffix", s.suffix),) if s.suffix else ()): s.value
+        for f in families
+        if f.name == name
+        for s in f.samples
+    }
+
+
+A = (("service_instance_id", "a"),)
+B = (("service_instance_id", "b"),)
+
+
+def test_series_go_stale_after_the_configured_time() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=30, clock=clock)
+    fam = store.family("g", "gauge", "")
+    assert fam is not None
+    store.tick()
+    store.put_number(fam, A, 1, 0, False)
+    store.put_number(fam, B, 2, 0, False)
+    clock.now += 20
+    store.tick()
+    store.put_number(fam, B, 3, 0, False)
+    clock.now += 15
+    assert _values(store.collect(), "g") == {B: 3}
+    assert store.series_count == 1
+    clock.now += 31
+    assert store.collect() == []
+    assert store.series_count == 0 and not store.families
+
+
+def test_the_series_limit_holds_and_frees_up_as_series_go_stale() -> None:
+    clock = Clock()
+    store = SeriesStore(max_series_per_metric=3, staleness_seconds=10, clock=clock)
+    fam = store.family("g", "gauge", "")
+    assert fam is not None
+    store.tick()
+    kept = [store.put_number(fam, (("i", str(i)),), i, 0, False) for i in range(10)]
+    assert kept == [True] * 3 + [False] * 7
+    assert store.put_number(fam, (("i", "0"),), 5, 0, False), "existing series still update"
+    clock.now += 11
+    store.tick()
+    assert store.put_number(fam, (("i", "new"),), 1, 0, False)
+    assert len(fam.series) == 1
+
+
+def test_the_total_series_and_metric_limits_hold() -> None:
+    store = SeriesStore(max_series_total=4, max_metrics=2)
+    f1 = store.family("a", "gauge", "")
+    assert f1 is not None
+    assert [store.put_number(f1, (("i", str(i)),), 1, 0, False) for i in range(3)] == [True] * 3
+    f2 = store.family("b", "gauge", "")
+    assert f2 is not None
+    assert [store.put_number(f2, (("i", str(i)),), 1, 0, False) for i in range(3)] == [
+        True,
+        False,
+        False,
+    ]
+    assert store.family("c", "gauge", "") is None
+    assert store.series_count == 4
+
+
+def test_a_name_keeps_its_first_type() -> None:
+    store = SeriesStore()
+    assert store.family("x", "counter", "") is not None
+    assert store.family("x", "gauge", "") is None
+
+
+def test_delta_sums_accumulate_and_retries_are_not_counted_twice() -> None:
+    store = SeriesStore()
+    fam = store.family("c_total", "counter", "")
+    assert fam is not None
+    store.put_number(fam, A, 5, 100, True)
+    store.put_number(fam, A, 3, 200, True)
+    store.put_number(fam, A, 3, 200, True)  # the same batch, retried
+    store.put_number(fam, A, 9, 150, True)  # an older batch arriving late
+    assert _values(store.collect(), "c_total") == {A: 8}
+
+
+def test_cumulative_points_replace_and_ignore_older_points() -> None:
+    store = SeriesStore()
+    fam = store.family("c_total", "counter", "")
+    assert fam is not None
+    store.put_number(fam, A, 5, 100, False)
+    store.put_number(fam, A, 7, 200, False)
+    store.put_number(fam, A, 6, 150, False)
+    assert _values(store.collect(), "c_total") == {A: 7}
+
+
+def test_delta_histograms_accumulate() -> None:
+    store = SeriesStore()
+    fam = store.family("h", "histogram", "")
+    les = store.bucket_labels((0.1, 1.0))
+    assert fam is not None and les == ("0.1", "1")
+    store.put_histogram(fam, A, les, [1, 2, 0], 3, 1.5, 100, True)
+    store.put_histogram(fam, A, les, [0, 1, 4], 5, 20.0, 200, True)
+    assert _values(store.collect(), "h") == {
+        (*A, ("le", "0.1"), ("suffix", "_bucket")): 1,
+        (*A, ("le", "1"), ("suffix", "_bucket")): 4,
+        (*A, ("le", "+Inf"), ("suffix", "_bucket")): 8,
+        (*A, ("suffix", "_sum")): 21.5,
+        (*A, ("suffix", "_count")): 8,
+    }
+
+
+def test_delta_histogram_with_new_bounds_starts_over() -> None:
+    store = SeriesStore()
+    fam = store.family("h", "histogram", "")
+    assert fam is not None
+    store.put_histogram(fam, A, ("1",), [1, 1], 2, None, 100, True)
+    store.put_histogram(fam, A, ("2",), [3, 0], 3, None, 200, True)
+    assert _values(store.collect(), "h")[(*A, ("suffix", "_count"))] == 3
+
+
+def test_invalid_bounds_are_refused() -> None:
+    store = SeriesStore()
+    assert store.bucket_labels((1.0, 1.0)) is None
+    assert store.bucket_labels((2.0, 1.0)) is None
+    assert store.bucket_labels((1.0, float("nan"))) is None
+    assert store.bucket_labels((1.0, float("inf"))) is None
+    assert store.bucket_labels(()) == ()
+
+
+def test_delta_exponential_histograms_accumulate_as_classic_buckets() -> None:
+    store = SeriesStore()
+    fam = store.family("e", "exphistogram", "")
+    assert fam is not None
+    first = exphist.from_point(1, 0.0, 0, (0, [2, 1]), (0, []), 64)  # (1, 2**0.5], (.., 2]
+    second = exphist.from_point(0, 0.0, 0, (1, [4]), (0, []), 64)  # (2, 4]
+    store.put_exp_histogram(fam, A, first, 3, 4.0, 100, True)
+    store.put_exp_histogram(fam, A, second, 4, 12.0, 200, True)
+    (out,) = store.collect()
+    assert out.type == "histogram"
+    assert _values([out], "e") == {
+        (*A, ("le", "2"), ("suffix", "_bucket")): 3,
+        (*A, ("le", "4"), ("suffix", "_bucket")): 7,
+        (*A, ("le", "+Inf"), ("suffix", "_bucket")): 7,
+        (*A, ("suffix", "_sum")): 16.0,
+        (*A, ("suffix", "_count")): 7,
+    }
+
+
+def test_no_recorded_value_removes_the_series() -> None:
+    store = SeriesStore()
+    fam = store.family("g", "gauge", "")
+    assert fam is not None
+    store.put_number(fam, A, 1, 0, False)
+    store.remove(fam, A)
+    store.remove(fam, A)
+    assert store.series_count == 0
+    assert store.collect() == []
+
+
+def test_summaries_render_quantiles() -> None:
+    store = SeriesStore()
+    fam = store.family("s", "summary", "help")
+    assert fam is not None
+    store.put_summary(fam, A, [("0.5", 1.0), ("0.99", 3.0)], 10, 12.5, 0)
+    text = render(store.collect()).decode()
+    assert 's{service_instance_id="a",quantile="0.99"} 3\n' in text
+    assert 's_count{service_instance_id="a"} 10\n' in text
+
+
+def test_a_family_being_filled_survives_the_prune_that_makes_room_for_it() -> None:
+    clock = Clock()
+    store = SeriesStore(max_series_total=1, staleness_seconds=10, clock=clock)
+    old = store.family("old", "gauge", "")
+    assert old is not None
+    store.put_number(old, A, 1, 0, False)
+    clock.now += 11
+    store.now = clock.now  # within one batch: no tick, so no prune yet
+    new = store.family("new", "gauge", "")
+    assert new is not None
+    assert store.put_number(new, A, 2, 0, False)
+    assert store.families["new"] is new
+    assert _values(store.collect(), "new") == {A: 2}
+    assert list(store.families) == ["new"]
