@@ -1,0 +1,71 @@
+"""Who sent a batch: the producer's identity labels and its `target_info` labels.
+
+Deviation from the compatibility specification, by the project's rule that no series label may
+clash with Prometheus's target labels: instead of `job` and `instance`, every translated series
+carries `service_name` (`<service.namespace>/<service.name>` when a namespace is set) and
+`service_instance_id`. A producer without `service.instance.id` gets one derived from the
+identifying attributes it does have (host, container, pod, process id), or failing those from a
+hash of all its resource attributes, so that workers of one app keep distinct series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+from exporter.exposition import Labels
+from exporter.otlp.naming import MAX_LABEL_VALUE_LENGTH, attribute_labels, value_text
+
+SERVICE_NAME = "service_name"
+SERVICE_INSTANCE_ID = "service_instance_id"
+UNKNOWN_SERVICE = "unknown_service"
+_IDENTIFYING = ("host.name", "host.id", "container.id", "k8s.pod.uid", "process.pid")
+_CACHE_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    service_name: str
+    instance_id: str
+    target_labels: Labels
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {SERVICE_NAME: self.service_name, SERVICE_INSTANCE_ID: self.instance_id}
+
+
+def _derive_instance(values: dict[str, str]) -> str:
+    parts = [values[key] for key in _IDENTIFYING if values.get(key)]
+    if parts:
+        return ":".join(parts)
+    text = "\n".join(f"{k}={v}" for k, v in sorted(values.items()))
+    return "sha256-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _build(resource: Resource) -> Producer:
+    values = {kv.key: value_text(kv.value) for kv in resource.attributes}
+    name = values.get("service.name") or UNKNOWN_SERVICE
+    namespace = values.get("service.namespace")
+    if namespace:
+        name = f"{namespace}/{name}"
+    instance = values.get("service.instance.id") or _derive_instance(values)
+    name, instance = name[:MAX_LABEL_VALUE_LENGTH], instance[:MAX_LABEL_VALUE_LENGTH]
+    target = attribute_labels(resource.attributes)
+    target[SERVICE_NAME] = name
+    target[SERVICE_INSTANCE_ID] = instance
+    return Producer(name, instance, tuple(sorted(target.items())))
+
+
+_producers: dict[bytes, Producer] = {}
+
+
+def producer(resource: Resource) -> Producer:
+    key = resource.SerializeToString(deterministic=True)
+    found = _producers.get(key)
+    if found is None:
+        if len(_producers) >= _CACHE_MAX:
+            _producers.clear()
+        found = _producers[key] = _build(resource)
+    return found
