@@ -1,0 +1,59 @@
+"""The receiver's own counters. They are updated on the event loop only, so need no lock."""
+
+from __future__ import annotations
+
+from exporter.exposition import Family, counter, gauge
+
+SIGNALS = ("metrics", "traces")
+REJECT_REASONS = (
+    "malformed",
+    "too_large",
+    "unsupported_media_type",
+    "overloaded",
+    "method_not_allowed",
+)
+DROP_REASONS = ("series_limit", "unsupported")
+
+
+class SelfMetrics:
+    def __init__(self) -> None:
+        self.requests = dict.fromkeys(SIGNALS, 0)
+        self.rejected = {(s, r): 0 for s in SIGNALS for r in REJECT_REASONS}
+        self.points_accepted = 0
+        self.spans_accepted = 0
+        self.points_dropped = dict.fromkeys(DROP_REASONS, 0)
+
+    def families(self, series: int) -> list[Family]:
+        requests = counter(
+            "tradesense_exporter_otlp_requests_total", "OTLP export requests received."
+        )
+        for signal, n in self.requests.items():
+            requests.add(n, (("signal", signal),))
+        rejected = counter(
+            "tradesense_exporter_otlp_requests_rejected_total",
+            "OTLP export requests rejected, by reason.",
+        )
+        for (signal, reason), n in self.rejected.items():
+            rejected.add(n, (("signal", signal), ("reason", reason)))
+        dropped = counter(
+            "tradesense_exporter_otlp_data_points_dropped_total",
+            "OTLP metric data points received but not kept, by reason.",
+        )
+        for reason, n in self.points_dropped.items():
+            dropped.add(n, (("reason", reason),))
+        return [
+            requests,
+            rejected,
+            counter(
+                "tradesense_exporter_otlp_data_points_accepted_total",
+                "OTLP metric data points accepted.",
+                self.points_accepted,
+            ),
+            counter(
+                "tradesense_exporter_otlp_spans_accepted_total",
+                "OTLP spans accepted.",
+                self.spans_accepted,
+            ),
+            dropped,
+            gauge("tradesense_exporter_otlp_series", "Series held from OTLP metrics.", series),
+        ]

@@ -1,0 +1,197 @@
+"""Slow SQL statements, per fingerprint, in bounded memory, and `GET /api/slow-queries`.
+
+The store holds at most `max_fingerprints` entries; when a new fingerprint arrives at a full
+store, the entry with the least total time is evicted (the view is sorted by total time, so
+what it shows first is what the store keeps longest). Fingerprints are cut at
+`max_fingerprint_length` characters. Callers pass fingerprints, never statements:
+`exporter.otlp.spans` fingerprints every statement before it reaches this module.
+
+`tradesense_slow_queries_total` is labelled by operation and collection only; past
+`max_collections` (or `max_operations`) distinct values, new ones are counted as `_other`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import attrgetter
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from exporter.exposition import Family, counter, gauge
+
+OTHER = "_other"
+DEFAULT_LIMIT = 50
+MAX_LABEL_VALUE_LENGTH = 128
+_LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+@dataclass(slots=True)
+class SlowQuery:
+    fingerprint: str
+    calls: int
+    total_seconds: float
+    max_seconds: float
+    last_seen: float
+    example_trace_id: str
+    db_operation_name: str
+    db_collection_name: str
+    db_system_name: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "fingerprint": self.fingerprint,
+            "calls": self.calls,
+            "total_seconds": self.total_seconds,
+            "mean_seconds": self.total_seconds / self.calls,
+            "max_seconds": self.max_seconds,
+            "last_seen": datetime.fromtimestamp(self.last_seen, UTC).isoformat(),
+            "example_trace_id": self.example_trace_id,
+            "db_operation_name": self.db_operation_name,
+            "db_collection_name": self.db_collection_name,
+            "db_system_name": self.db_system_name,
+        }
+
+
+class _BoundedValues:
+    """Label values admitted as they come, up to `limit` distinct ones; the rest are `_other`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def admit(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit or len(value) > MAX_LABEL_VALUE_LENGTH:
+            return OTHER
+        self.seen.add(value)
+        return value
+
+
+class SlowQueryStore:
+    def __init__(
+        self,
+        max_fingerprints: int = 1000,
+        max_fingerprint_length: int = 2048,
+        max_collections: int = 200,
+        max_operations: int = 32,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_fingerprints = max_fingerprints
+        self.max_fingerprint_length = max_fingerprint_length
+        self.wall_clock = wall_clock
+        self._entries: dict[str, SlowQuery] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+        self._operations = _BoundedValues(max_operations)
+        self._collections = _BoundedValues(max_collections)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def record(
+        self,
+        fingerprint: str,
+        seconds: float,
+        trace_id: str = "",
+        operation: str = "",
+        collection: str = "",
+        db_system: str = "",
+        when: float | None = None,
+    ) -> None:
+        """Ignored when `seconds` is not a finite, non-negative number. `when` (Unix seconds)
+        defaults to now, as does a `when` a datetime cannot hold."""
+        if not 0.0 <= seconds < math.inf:
+            return
+        fingerprint = fingerprint[: self.max_fingerprint_length]
+        if when is None or not 0.0 <= when <= _LATEST:
+            when = self.wall_clock()
+        with self._lock:
+            self._count(operation, collection)
+            entry = self._entries.get(fingerprint)
+            if entry is None:
+                self._make_room()
+                entry = self._entries[fingerprint] = SlowQuery(
+                    fingerprint, 0, 0.0, 0.0, when, trace_id, "", "", ""
+                )
+            entry.calls += 1
+            entry.total_seconds += seconds
+            if seconds >= entry.max_seconds:
+                entry.max_seconds = seconds
+                entry.example_trace_id = trace_id or entry.example_trace_id
+            entry.last_seen = max(entry.last_seen, when)
+            entry.db_operation_name = operation or entry.db_operation_name
+            entry.db_collection_name = collection or entry.db_collection_name
+            entry.db_system_name = db_system or entry.db_system_name
+
+    def _count(self, operation: str, collection: str) -> None:
+        key = (self._operations.admit(operation), self._collections.admit(collection))
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _make_room(self) -> None:
+        while len(self._entries) >= self.max_fingerprints > 0:
+            least = min(self._entries.values(), key=attrgetter("total_seconds"))
+            del self._entries[least.fingerprint]
+
+    def top(self, limit: int) -> list[SlowQuery]:
+        with self._lock:
+            entries = list(self._entries.values())
+        entries.sort(key=attrgetter("total_seconds"), reverse=True)
+        return entries[:limit]
+
+    def collect(self) -> list[Family]:
+        with self._lock:
+            counts = list(self._counts.items())
+            size = len(self._entries)
+        total = counter(
+            "tradesense_slow_queries_total",
+            "Statements slower than the slow-query threshold, by operation and collection.",
+        )
+        for (operation, collection), n in counts:
+            total.add(n, (("db_operation_name", operation), ("db_collection_name", collection)))
+        return [
+            total,
+            gauge(
+                "tradesense_exporter_slow_query_fingerprints",
+                "Statement fingerprints held by the slow-query store.",
+                size,
+            ),
+        ]
+
+
+def _bad_limit(max_limit: int) -> JSONResponse:
+    message = f"limit must be an integer from 1 to {max_limit}"
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def slow_queries_endpoint(
+    store: SlowQueryStore, max_limit: int = 1000
+) -> Callable[[Request], Awaitable[Response]]:
+    async def slow_queries(request: Request) -> Response:
+        raw = request.query_params.get("limit")
+        limit = DEFAULT_LIMIT
+        if raw is not None:
+            if not (raw.isascii() and raw.isdigit() and len(raw) < 10) or not (
+                1 <= int(raw) <= max_limit
+            ):
+                return _bad_limit(max_limit)
+            limit = int(raw)
+        entries = store.top(limit)
+        return JSONResponse(
+            {"fingerprints": len(store), "slow_queries": [e.as_json() for e in entries]}
+        )
+
+    return slow_queries
+
+
+def slow_queries_route(
+    store: SlowQueryStore, path: str = "/api/slow-queries", max_limit: int = 1000
+) -> Route:
+    return Route(path, slow_queries_endpoint(store, max_limit), methods=["GET"])
