@@ -8,7 +8,7 @@ from starlette.types import ASGIApp
 
 from exporter.config import Config
 from exporter.otlp.receiver import otlp_app
-from exporter.otlp.state import OtlpLimits, OtlpState, SlowQueryLimits
+from exporter.otlp.state import OtlpState
 from exporter.redis.collector import RedisCollector
 from exporter.selfmetrics import SelfCollector
 from exporter.slowqueries import slow_queries_route
@@ -27,20 +27,9 @@ class Sidecar:
         await self.redis.close()
 
 
-def build_otlp_state(config: Config) -> OtlpState:
-    o, s = config.otlp, config.slow_queries
-    return OtlpState(
-        OtlpLimits(max_body_bytes=o.max_body_bytes, max_series_per_metric=o.max_series_per_metric,
-                   staleness_seconds=o.staleness_seconds,
-                   max_inflight_requests=o.max_inflight_requests),
-        SlowQueryLimits(threshold_seconds=s.threshold_seconds,
-                        max_fingerprints=s.max_fingerprints, max_collections=s.max_collections),
-    )
-
-
 def build_sidecar(config: Config, web_config: WebConfig | None = None) -> Sidecar:
     redis = RedisCollector(config.scrape_timeout)
-    otlp = build_otlp_state(config)
+    otlp = OtlpState(config.otlp, config.slow_queries)
     state = WebState(config, redis, [otlp.collect, SelfCollector().collect])
     web: ASGIApp = build_web_app(state, [slow_queries_route(otlp.slow_queries)])
     if web_config is not None and web_config.users:

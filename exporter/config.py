@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from exporter.otlp.state import OtlpLimits, SlowQueryLimits
 from exporter.redis.target import (
     RedisTarget,
     TargetError,
@@ -25,21 +26,6 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class OtlpSettings:
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_series_per_metric: int = 2000
-    staleness_seconds: float = 300.0
-    max_inflight_requests: int = 16
-
-
-@dataclass(frozen=True, slots=True)
-class SlowQuerySettings:
-    threshold_seconds: float = 0.5
-    max_fingerprints: int = 1000
-    max_collections: int = 200
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     targets: tuple[RedisTarget, ...] = ()
     scrape_targets: Mapping[str, RedisTarget] = field(default_factory=dict)
@@ -49,8 +35,8 @@ class Config:
     scrape_timeout: float = 5.0
     log_level: str = "info"
     log_format: str = "logfmt"
-    otlp: OtlpSettings = field(default_factory=OtlpSettings)
-    slow_queries: SlowQuerySettings = field(default_factory=SlowQuerySettings)
+    otlp: OtlpLimits = field(default_factory=OtlpLimits)
+    slow_queries: SlowQueryLimits = field(default_factory=SlowQueryLimits)
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
@@ -160,13 +146,13 @@ def _positive_int(value: Any, name: str) -> int:
     return value
 
 
-def otlp_from_yaml(raw: Any) -> OtlpSettings:
+def otlp_from_yaml(raw: Any) -> OtlpLimits:
     if raw is None:
-        return OtlpSettings()
+        return OtlpLimits()
     if not isinstance(raw, dict):
         raise ConfigError("--config.file: otlp must be a mapping")
-    base = OtlpSettings()
-    return OtlpSettings(
+    base = OtlpLimits()
+    return OtlpLimits(
         max_body_bytes=_positive_int(raw.get("max_body_bytes", base.max_body_bytes),
                                      "otlp.max_body_bytes"),
         max_series_per_metric=_positive_int(
@@ -180,13 +166,13 @@ def otlp_from_yaml(raw: Any) -> OtlpSettings:
     )
 
 
-def slow_queries_from_yaml(raw: Any) -> SlowQuerySettings:
+def slow_queries_from_yaml(raw: Any) -> SlowQueryLimits:
     if raw is None:
-        return SlowQuerySettings()
+        return SlowQueryLimits()
     if not isinstance(raw, dict):
         raise ConfigError("--config.file: slow_queries must be a mapping")
-    base = SlowQuerySettings()
-    return SlowQuerySettings(
+    base = SlowQueryLimits()
+    return SlowQueryLimits(
         threshold_seconds=parse_duration(raw.get("threshold", base.threshold_seconds),
                                          "slow_queries.threshold"),
         max_fingerprints=_positive_int(raw.get("max_fingerprints", base.max_fingerprints),
