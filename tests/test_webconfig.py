@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from exporter.webconfig import WebConfigError, load_web_config
-from tests.support.certs import Certs, make_certs
+from tests.support.redis_servers import TLSFiles as Certs
+from tests.support.redis_servers import make_tls_files as make_certs
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
 USER, PASSWORD = "prometheus", "s3cret-scrape-pw"
@@ -23,8 +24,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 @pytest.fixture(scope="module")
-def tls_sidecar(certs: Certs, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[SidecarProcess]:
+def tls_sidecar(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=10)).decode()
     web = tmp_path_factory.mktemp("web") / "web.yml"
     web.write_text(f"""
@@ -32,20 +32,21 @@ tls_server_config:
   cert_file: {certs.server_cert}
   key_file: {certs.server_key}
   client_auth_type: RequireAndVerifyClientCert
-  client_ca_file: {certs.ca}
+  client_ca_file: {certs.ca_cert}
 basic_auth_users:
   {USER}: {hashed}
 http_server_config:
   headers:
     X-Frame-Options: deny
 """)
-    with run_sidecar(["--redis.addr=redis://127.0.0.1:6379", f"--web.config.file={web}"],
-                     scheme="https") as proc:
+    with run_sidecar(
+        ["--redis.addr=redis://127.0.0.1:6379", f"--web.config.file={web}"], scheme="https"
+    ) as proc:
         yield proc
 
 
 def _client(certs: Certs, with_cert: bool = True) -> httpx.Client:
-    ctx = ssl.create_default_context(cafile=str(certs.ca))
+    ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
     if with_cert:
         ctx.load_cert_chain(str(certs.client_cert), str(certs.client_key))
     return httpx.Client(verify=ctx)
@@ -62,12 +63,15 @@ def test_tls_with_client_cert_and_basic_auth(tls_sidecar: SidecarProcess, certs:
         assert client.get(f"{tls_sidecar.web_url}/metrics").status_code == 401
         wrong = client.get(f"{tls_sidecar.web_url}/metrics", auth=(USER, "nope"))
         assert wrong.status_code == 401
-        assert client.get(f"{tls_sidecar.web_url}/metrics",
-                          auth=("someone", PASSWORD)).status_code == 401
+        assert (
+            client.get(f"{tls_sidecar.web_url}/metrics", auth=("someone", PASSWORD)).status_code
+            == 401
+        )
 
 
-def test_tls_refuses_clients_without_a_certificate(tls_sidecar: SidecarProcess,
-                                                   certs: Certs) -> None:
+def test_tls_refuses_clients_without_a_certificate(
+    tls_sidecar: SidecarProcess, certs: Certs
+) -> None:
     with _client(certs, with_cert=False) as client, pytest.raises(httpx.HTTPError):
         client.get(f"{tls_sidecar.web_url}/metrics", auth=(USER, PASSWORD))
 
