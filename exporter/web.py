@@ -18,6 +18,7 @@ from exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Family,
+    counter,
     render,
     wants_openmetrics,
 )
@@ -33,6 +34,12 @@ class WebState:
     config: Config
     redis: RedisCollector
     collectors: Sequence[Collect] = field(default_factory=list)
+    scrape_request_errors: int = 0
+
+    def collect(self) -> list[Family]:
+        return [counter("redis_target_scrape_request_errors_total",
+                        "Requests to /scrape refused: no target, a bad one, or one the config "
+                        "does not allow", self.scrape_request_errors)]
 
 
 def _timeout(request: Request, configured: float) -> float:
@@ -62,25 +69,29 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
     async def metrics(request: Request) -> Response:
         timeout = _timeout(request, config.scrape_timeout)
         families = await state.redis.collect(config.targets, timeout, label_targets=several)
+        families.extend(state.collect())
         for collect in state.collectors:
             families.extend(collect())
         return _exposition(request, families)
 
+    def refuse(message: str, status: int) -> Response:
+        state.scrape_request_errors += 1
+        return PlainTextResponse(message + "\n", status_code=status)
+
     async def scrape(request: Request) -> Response:
         raw = request.query_params.get("target", "")
         if not raw:
-            return PlainTextResponse("missing ?target=\n", status_code=400)
+            return refuse("missing ?target=", 400)
         if "@" in raw.partition("://")[2].split("/", 1)[0]:
-            return PlainTextResponse("credentials are not accepted in ?target=; put them in "
-                                     "the config file\n", status_code=400)
+            return refuse("credentials are not accepted in ?target=; put them in the config "
+                          "file", 400)
         try:
             address = normalize_address(raw)
         except TargetError:
-            return PlainTextResponse("invalid ?target= address\n", status_code=400)
+            return refuse("invalid ?target= address", 400)
         target = config.scrape_targets.get(address)
         if target is None:
-            return PlainTextResponse(f"target {address} is not allowed by the config file\n",
-                                     status_code=403)
+            return refuse(f"target {address} is not allowed by the config file", 403)
         families = await state.redis.collect([target], _timeout(request, config.scrape_timeout))
         return _exposition(request, families)
 
