@@ -54,14 +54,16 @@ def counter(name: str, help: str, value: float | None = None, labels: Labels = (
 
 
 def format_value(value: float) -> str:
+    if type(value) is int:
+        return str(value)
+    if value.is_integer() and -1e15 < value < 1e15:
+        return str(int(value))
+    if value != value:
+        return "NaN"
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
         return "-Inf"
-    if value != value:
-        return "NaN"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
     return repr(float(value))
 
 
@@ -73,13 +75,6 @@ def escape_label_value(value: str) -> str:
 
 def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _label_block(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
-    return "{" + inner + "}"
 
 
 def _openmetrics_type(fam: Family) -> tuple[str, str]:
@@ -94,25 +89,46 @@ def _openmetrics_type(fam: Family) -> tuple[str, str]:
     return fam.name, fam.type
 
 
+_headers: dict[tuple[str, str, str, bool], tuple[str, str, str]] = {}
+
+
+def _header(fam: Family, openmetrics: bool) -> tuple[str, str, str]:
+    """(header lines, sample name base, exposed type), memoised: families repeat every scrape."""
+    key = (fam.name, fam.type, fam.help, openmetrics)
+    cached = _headers.get(key)
+    if cached is None:
+        if openmetrics:
+            header_name, type_name = _openmetrics_type(fam)
+            base = header_name if type_name == "counter" else fam.name
+        else:
+            header_name, type_name, base = fam.name, fam.type, fam.name
+        text = f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n"
+        cached = (text, base, type_name)
+        if len(_headers) < 10_000:
+            _headers[key] = cached
+    return cached
+
+
 def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
     out: list[str] = []
     append = out.append
     seen: set[str] = set()
+    fmt = format_value
     for fam in families:
         if fam.name in seen:
             continue
         seen.add(fam.name)
-        if openmetrics:
-            header_name, type_name = _openmetrics_type(fam)
-            sample_base = fam.name if type_name != "counter" else header_name
-        else:
-            header_name, type_name, sample_base = fam.name, fam.type, fam.name
-        append(f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n")
+        header, base, type_name = _header(fam, openmetrics)
+        append(header)
+        om_counter = openmetrics and type_name == "counter"
         for s in fam.samples:
-            suffix = s.suffix
-            if openmetrics and type_name == "counter" and suffix == "":
-                suffix = "_total"
-            append(f"{sample_base}{suffix}{_label_block(s.labels)} {format_value(s.value)}\n")
+            suffix = "_total" if om_counter and not s.suffix else s.suffix
+            labels = s.labels
+            if labels:
+                block = ",".join([f'{k}="{escape_label_value(v)}"' for k, v in labels])
+                append(f"{base}{suffix}{{{block}}} {fmt(s.value)}\n")
+            else:
+                append(f"{base}{suffix} {fmt(s.value)}\n")
     if openmetrics:
         append("# EOF\n")
     return "".join(out).encode()
@@ -125,6 +141,8 @@ def wants_openmetrics(accept: str | None) -> bool:
 def merge(groups: Sequence[Iterable[Family]]) -> list[Family]:
     """Concatenate families from several targets, merging samples of the same name so that a
     family appears once in the output, as the exposition formats require."""
+    if len(groups) == 1:
+        return list(groups[0])
     by_name: dict[str, Family] = {}
     order: list[Family] = []
     for group in groups:

@@ -7,6 +7,7 @@ next scrape dials again; a healthy one is reused, unlike redis_exporter which di
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -98,7 +99,8 @@ class RedisConnection:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn._close()
+            with contextlib.suppress(RuntimeError):  # its event loop may already be closed
+                conn._close()
 
     async def close(self) -> None:
         async with self._lock:
