@@ -37,19 +37,26 @@ class ExpBuckets:
         return self.zero_count + sum(self.pos.values()) + sum(self.neg.values())
 
 
-def _fold(dest: dict[int, int], offset: int, counts: Iterable[int], shift: int) -> None:
+def _clamp(index: int, scale: int) -> int:
+    """Indexes past the float range (only hostile input has them) join the outermost buckets
+    a float can reach, which keeps every histogram's index range small."""
+    k = -scale
+    return min(max(index, ((_MIN_EXP - 1) >> k) - 1), ((_MAX_EXP + 1) >> k) + 1)
+
+
+def _fold(dest: dict[int, int], offset: int, counts: Iterable[int], shift: int, scale: int) -> None:
     for i, count in enumerate(counts):
         if count:
-            index = (offset + i) >> shift
+            index = _clamp((offset + i) >> shift, scale)
             dest[index] = dest.get(index, 0) + count
 
 
-def _downscale(buckets: dict[int, int], by: int) -> dict[int, int]:
+def _downscale(buckets: dict[int, int], by: int, scale: int) -> dict[int, int]:
     if by <= 0:
         return buckets
     out: dict[int, int] = {}
     for index, count in buckets.items():
-        key = index >> by
+        key = _clamp(index >> by, scale)
         out[key] = out.get(key, 0) + count
     return out
 
@@ -62,8 +69,8 @@ def rescale(hist: ExpBuckets, scale: int) -> None:
     """Lower `hist` to `scale` (never raises it: finer detail is gone)."""
     by = hist.scale - scale
     if by > 0:
-        hist.pos = _downscale(hist.pos, by)
-        hist.neg = _downscale(hist.neg, by)
+        hist.pos = _downscale(hist.pos, by, scale)
+        hist.neg = _downscale(hist.neg, by, scale)
         hist.scale = scale
 
 
@@ -82,8 +89,8 @@ def from_point(
 ) -> ExpBuckets:
     target = min(scale, 0)
     hist = ExpBuckets(target, zero_threshold, zero_count)
-    _fold(hist.pos, positive[0], positive[1], scale - target)
-    _fold(hist.neg, negative[0], negative[1], scale - target)
+    _fold(hist.pos, positive[0], positive[1], scale - target, target)
+    _fold(hist.neg, negative[0], negative[1], scale - target, target)
     limit_range(hist, max_buckets)
     return hist
 
@@ -107,16 +114,24 @@ def _power_of_two(exponent: int) -> float:
     return 2.0 ** max(exponent, _MIN_EXP)
 
 
+def _dense(buckets: dict[int, int]) -> list[tuple[int, int]]:
+    """Every index from the lowest to the highest populated one, so that the set of `le`
+    values only grows at its ends."""
+    if not buckets:
+        return []
+    return [(i, buckets.get(i, 0)) for i in range(min(buckets), max(buckets) + 1)]
+
+
 def classic_buckets(hist: ExpBuckets) -> list[tuple[float, int]]:
     """Finite upper bounds, ascending, each with the count of its own bucket (not cumulative).
     Counts whose bound overflows a float belong to `+Inf` only."""
     shift = -hist.scale
     pairs: list[tuple[float, int]] = []
-    for index, count in hist.pos.items():
+    for index, count in _dense(hist.pos):
         bound = _power_of_two((index + 1) << shift)
         if bound != float("inf"):
             pairs.append((bound, count))
-    for index, count in hist.neg.items():
+    for index, count in _dense(hist.neg):
         bound = -_power_of_two(index << shift)
         pairs.append((max(bound, _MOST_NEGATIVE), count))
     if hist.zero_count or hist.neg:

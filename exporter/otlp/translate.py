@@ -39,6 +39,9 @@ SCOPE_VERSION = "otel_scope_version"
 RESERVED = frozenset(
     {SERVICE_NAME, SERVICE_INSTANCE_ID, SCOPE_NAME, SCOPE_VERSION, "le", "quantile"}
 )
+# Families the sidecar itself exposes; a pushed metric must not shadow them.
+RESERVED_NAMES = frozenset({TARGET_INFO, "tradesense_slow_queries_total"})
+RESERVED_PREFIX = "tradesense_exporter_"
 NO_RECORDED_VALUE = 1
 MAX_NAME_LENGTH = 256
 MAX_HELP_LENGTH = 1024
@@ -136,7 +139,12 @@ def _metric(batch: _Batch, metric: Metric) -> None:
 
 def _named_family(store: SeriesStore, metric: Metric, kind: str, type_: str) -> MetricFamily | None:
     name = naming.metric_name(metric.name, metric.unit, kind)
-    if not name or len(name) > MAX_NAME_LENGTH:
+    if (
+        not name
+        or len(name) > MAX_NAME_LENGTH
+        or name in RESERVED_NAMES
+        or name.startswith(RESERVED_PREFIX)
+    ):
         return None
     return store.family(name, type_, metric.description[:MAX_HELP_LENGTH])
 

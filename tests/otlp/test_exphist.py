@@ -96,3 +96,16 @@ def test_sdk_exponential_histograms_convert_without_error(
     assert buckets[-1] == (math.inf, len(values))
     for le, cumulative in buckets:
         assert cumulative == sum(1 for v in values if v <= le), le
+
+
+def test_empty_buckets_inside_the_range_are_shown() -> None:
+    hist = exphist.from_point(0, 0.0, 0, (0, [1]), (0, []), 64)
+    exphist.merge(hist, exphist.from_point(0, 0.0, 0, (3, [1]), (0, []), 64), 64)
+    assert exphist.classic_buckets(hist) == [(2.0, 1), (4.0, 0), (8.0, 0), (16.0, 1)]
+
+
+def test_indexes_past_the_float_range_keep_the_range_small() -> None:
+    hist = exphist.from_point(0, 0.0, 0, (-(2**31), [1]), (0, []), 64)
+    exphist.merge(hist, exphist.from_point(0, 0.0, 0, (2**31 - 2, [1]), (0, []), 64), 64)
+    assert len(exphist.classic_buckets(hist)) <= 64
+    assert sum(n for _, n in exphist.classic_buckets(hist)) == 1  # the other is past +Inf

@@ -349,3 +349,19 @@ def test_observable_callbacks_from_the_sdk_are_gauges() -> None:
     apply_metrics(request, store)
     (sample,) = _families(store)["system_cpu_utilization_ratio"].samples
     assert sample.value == 0.75
+
+
+def test_pushed_metrics_cannot_shadow_the_sidecars_own() -> None:
+    store = SeriesStore()
+    outcome = apply_metrics(
+        _request(
+            _sum("target.info", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, False, 1),
+            _sum(
+                "tradesense.exporter.otlp.series", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, False, 1
+            ),
+            _sum("tradesense.slow.queries", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, True, 1),
+        ),
+        store,
+    )
+    assert outcome.unsupported == 3
+    assert [s.value for s in _families(store)["target_info"].samples] == [1]
