@@ -20,14 +20,23 @@ def slowlog_families(length_reply: Any, latest_reply: Any) -> list[Family]:
         fam = LENGTH.family()
         fam.add(float(length_reply))
         out.append(fam)
-    if isinstance(latest_reply, list):
-        last_id, duration_usec = 0, 0
-        entry = latest_reply[0] if latest_reply else None
-        if (isinstance(entry, list) and len(entry) > 2 and isinstance(entry[0], int)
-                and isinstance(entry[2], int)):
-            last_id, duration_usec = entry[0], entry[2]
+    latest = _latest(latest_reply)
+    if latest is not None:
         last, duration = LAST_ID.family(), LAST_DURATION.family()
-        last.add(float(last_id))
-        duration.add(duration_usec / 1e6)
+        last.add(float(latest[0]))
+        duration.add(latest[1] / 1e6)
         out += (last, duration)
     return out
+
+
+def _latest(reply: Any) -> tuple[int, int] | None:
+    """(id, microseconds) of the newest entry; (0, 0) for an empty slow log."""
+    if not isinstance(reply, list):
+        return None
+    if not reply:
+        return 0, 0
+    entry = reply[0]
+    if (isinstance(entry, list) and len(entry) > 2 and isinstance(entry[0], int)
+            and isinstance(entry[2], int)):
+        return entry[0], entry[2]
+    return None

@@ -14,7 +14,14 @@ from exporter.exposition import render
 from exporter.redis.errors import ScrapeError
 from exporter.redis.scrape import Commander, scrape_redis
 from exporter.redis.target import parse_address
-from tests.redis.scraping import SCRAPE_TIMEOUT, by_name, connection_for, reference, scrape_text
+from tests.redis.scraping import (
+    SCRAPE_TIMEOUT,
+    by_name,
+    connection_for,
+    reference,
+    reference_info_text,
+    scrape_text,
+)
 from tests.support.prom_compare import (
     COMPATIBILITY_NAMES,
     SCRAPE_REDIS_SKIPS,
@@ -210,3 +217,46 @@ def test_rendered_output_has_each_family_once(redis_master: RedisServer) -> None
     assert len(names) == len(set(names))
     assert all(fam.samples for fam in families)
     assert render(families).count(b"# TYPE ") == len(names)
+
+
+class OddReplies:
+    """A stand-in for a server answering the optional commands with replies of the wrong shape,
+    which no real Redis here can be made to send (INFO is the reference master's real text)."""
+
+    def __init__(self, info: str) -> None:
+        self.info = info
+
+    async def execute(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
+        odd: list[Any] = [None, 42, "text", [["x"]], {"maxmemory": None}, b"bytes"]
+        return [self.info if c[0] == "INFO" else odd[i % len(odd)] for i, c in enumerate(commands)]
+
+
+def test_odd_replies_to_optional_commands_are_skipped() -> None:
+    fams = by_name(asyncio.run(scrape_redis(OddReplies(reference_info_text()))))
+    assert "redis_memory_used_bytes" in fams and "redis_commands_total" in fams
+    for absent in ("redis_config_maxmemory", "redis_latency_spike_last", "redis_slowlog_last_id"):
+        assert absent not in fams
+
+
+def test_scrapes_resume_after_the_server_restarts(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    server = redis_factory()
+
+    async def run() -> tuple[str, str]:
+        conn = connection_for(server)
+        try:
+            before = by_name(await scrape_redis(conn))
+            server.restart()
+            for _ in range(2):  # the first may find the old connection closed
+                try:
+                    after = by_name(await scrape_redis(conn))
+                    break
+                except ScrapeError:
+                    continue
+            return (dict(before["redis_instance_info"].samples[0].labels)["run_id"],
+                    dict(after["redis_instance_info"].samples[0].labels)["run_id"])
+        finally:
+            await conn.close()
+
+    before, after = asyncio.run(run())
+    assert before != after

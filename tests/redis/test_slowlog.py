@@ -29,6 +29,7 @@ def test_error_replies_yield_nothing() -> None:
     assert slowlog_families(refused, refused) == []
     assert values(refused, []) == {"redis_slowlog_last_id": 0,
                                    "redis_last_slow_execution_duration_seconds": 0}
+    assert values(2, [["not", "an", "entry"]]) == {"redis_slowlog_length": 2}
 
 
 def test_live_master_slowlog_holds_the_busy_loop(redis_master: RedisServer) -> None:
