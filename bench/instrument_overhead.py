@@ -1,0 +1,117 @@
+"""Time per query added by exporter.instrument, against the same workload without it and with
+opentelemetry-instrumentation-sqlalchemy tracing alone, in one run.
+
+    .venv/bin/python bench/instrument_overhead.py [--batches 200] [--batch-size 500]
+
+SQLite in memory, `SELECT 1` on one open connection. Batches of the four variants are
+interleaved so that machine noise hits them alike; the figure per variant is the median over
+batches of the wall time per query. Exporters discard what they receive (the export path runs
+off the query path, in the SDK's background threads, which still run during the measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from sqlalchemy import create_engine, text
+
+from exporter.instrument import instrument
+
+
+class DiscardMetrics(MetricExporter):
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+class DiscardSpans(SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def variants() -> dict[str, sqlalchemy.engine.Connection]:
+    engines = {name: create_engine("sqlite://") for name in (
+        "uninstrumented", "exporter.instrument (default mode)",
+        "exporter.instrument (app's MeterProvider)", "otel-instrumentation-sqlalchemy tracing",
+    )}
+    names = list(engines)
+    instrument(engines[names[1]], metric_exporter=DiscardMetrics(), span_exporter=DiscardSpans())
+    app_meters = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(DiscardMetrics(), 10_000)]
+    )
+    app_tracer = TracerProvider()
+    app_tracer.add_span_processor(BatchSpanProcessor(DiscardSpans()))
+    instrument(engines[names[2]], meter_provider=app_meters, tracer_provider=app_tracer)
+
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    tracer = TracerProvider()
+    tracer.add_span_processor(BatchSpanProcessor(DiscardSpans()))
+    SQLAlchemyInstrumentor().instrument(
+        engine=engines[names[3]], tracer_provider=tracer, skip_dep_check=True
+    )
+    return {name: engine.connect() for name, engine in engines.items()}
+
+
+def batch(connection: sqlalchemy.engine.Connection, size: int) -> float:
+    query = text("SELECT 1")
+    started = time.perf_counter()
+    for _ in range(size):
+        connection.execute(query).scalar()
+    return (time.perf_counter() - started) / size
+
+
+def run(batches: int, size: int) -> dict[str, float]:
+    connections = variants()
+    for connection in connections.values():
+        batch(connection, size)  # warm caches
+    samples: dict[str, list[float]] = {name: [] for name in connections}
+    gc.disable()
+    try:
+        for _ in range(batches):
+            for name, connection in connections.items():
+                samples[name].append(batch(connection, size))
+    finally:
+        gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=500)
+    args = parser.parse_args()
+    medians = run(args.batches, args.batch_size)
+    base = medians["uninstrumented"]
+    print(f"SQLAlchemy {sqlalchemy.__version__}, {args.batches} x {args.batch_size} queries each")
+    print(f"{'variant':45} {'us/query':>9} {'added us':>9} {'ratio':>6}")
+    for name, value in medians.items():
+        added = value - base
+        print(f"{name:45} {value * 1e6:9.2f} {added * 1e6:9.2f} {value / base:6.2f}")
+    ours = medians["exporter.instrument (default mode)"] - base
+    tracing = medians["otel-instrumentation-sqlalchemy tracing"] - base
+    if ours > 0:
+        print(f"tracing alone adds {tracing / ours:.1f}x what exporter.instrument adds")
+
+
+if __name__ == "__main__":
+    main()

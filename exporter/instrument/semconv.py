@@ -1,0 +1,46 @@
+"""Names, units and attribute keys from the OpenTelemetry database semantic conventions."""
+
+from __future__ import annotations
+
+OPERATION_DURATION = "db.client.operation.duration"
+CONNECTION_COUNT = "db.client.connection.count"
+CONNECTION_MAX = "db.client.connection.max"
+CONNECTION_IDLE_MAX = "db.client.connection.idle.max"
+CONNECTION_IDLE_MIN = "db.client.connection.idle.min"
+CONNECTION_PENDING_REQUESTS = "db.client.connection.pending_requests"
+CONNECTION_TIMEOUTS = "db.client.connection.timeouts"
+CONNECTION_CREATE_TIME = "db.client.connection.create_time"
+CONNECTION_WAIT_TIME = "db.client.connection.wait_time"
+CONNECTION_USE_TIME = "db.client.connection.use_time"
+
+DB_SYSTEM_NAME = "db.system.name"
+DB_OPERATION_NAME = "db.operation.name"
+DB_COLLECTION_NAME = "db.collection.name"
+DB_QUERY_FINGERPRINT = "db.query.fingerprint"
+POOL_NAME = "db.client.connection.pool.name"
+CONNECTION_STATE = "db.client.connection.state"
+ERROR_TYPE = "error.type"
+SLOW_QUERY = "tradesense.slow_query"
+
+STATE_IDLE = "idle"
+STATE_USED = "used"
+OTHER = "_other"
+OTHER_ERROR = "_OTHER"
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
+_DB_SYSTEMS = {
+    "postgresql": "postgresql",
+    "sqlite": "sqlite",
+    "mysql": "mysql",
+    "mariadb": "mariadb",
+    "mssql": "microsoft.sql_server",
+    "oracle": "oracle.db",
+}
+
+
+def db_system_name(dialect_name: str, is_mariadb: bool = False) -> str:
+    """The `db.system.name` of a SQLAlchemy dialect name."""
+    if is_mariadb:
+        return "mariadb"
+    return _DB_SYSTEMS.get(dialect_name, "other_sql")
