@@ -101,14 +101,15 @@ class SlowSpanRecorder:
         return spans
 
     def _candidate(self, span: Span, sqlalchemy: bool) -> _Candidate | None:
-        if not span.attributes:
+        attributes = span.attributes
+        if not attributes:
             return None
-        found = {kv.key: kv.value for kv in span.attributes if kv.key in _WANTED}
-        if not found:
-            return None
+        duration = span.end_time_unix_nano - span.start_time_unix_nano
+        if duration < self.threshold_ns and all(kv.key != MARK for kv in attributes):
+            return None  # the common case, kept cheap: a fast span nobody marked
+        found = {kv.key: kv.value for kv in attributes if kv.key in _WANTED}
         marked = _is_marked(found.get(MARK))
         has_statement = FINGERPRINT in found or any(key in found for key in _TEXT)
-        duration = span.end_time_unix_nano - span.start_time_unix_nano
         if not has_statement or duration < 0 or (not marked and duration < self.threshold_ns):
             return None
         return _Candidate(span, found, marked, sqlalchemy)

@@ -178,3 +178,24 @@ def test_delta_temporality_and_exponential_histograms_from_the_sdk(receiver: Rec
     assert buckets["4"] == buckets["+Inf"] == 6 * rounds
     (total,) = _by_instance(duration, "_sum").values()
     assert total == pytest.approx(3.7434 * rounds)
+
+
+def test_bodies_past_the_cap_are_refused_over_real_http() -> None:
+    import http.client
+
+    with Receiver(OtlpState(OtlpLimits(max_body_bytes=1 << 20))) as receiver:
+        for body in (b"x" * (2 << 20), iter([b"y" * 65536] * 64)):
+            conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=10)
+            conn.request(
+                "POST",
+                "/v1/metrics",
+                body,  # type: ignore[arg-type]
+                {"Content-Type": "application/x-protobuf"},
+                encode_chunked=not isinstance(body, bytes),
+            )
+            response = conn.getresponse()
+            assert response.status == 413
+            assert b"larger than the configured limit" in response.read()
+            conn.close()
+        text = render(receiver.state.collect()).decode()
+        assert 'rejected_total{signal="metrics",reason="too_large"} 2\n' in text
