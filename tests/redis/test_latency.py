@@ -27,9 +27,12 @@ def test_live_master_reports_the_busy_loop(redis_master: RedisServer) -> None:
     fams = by_name(scrape(redis_master))
     events = {dict(s.labels)["event_name"]: s.value
               for s in fams["redis_latency_spike_duration_seconds"].samples}
-    assert events["command"] >= 0.025
+    # The latest "command" spike: the busy loop's, or a later one above the 1 ms threshold.
+    assert events["command"] >= 0.001
     with redis_master.admin() as client:
         server_time = int(client.time()[0])
+        worst_ms = {e[0]: e[3] for e in client.execute_command("LATENCY", "LATEST")}["command"]
+    assert worst_ms >= 25
     spike_at = {dict(s.labels)["event_name"]: s.value
                 for s in fams["redis_latency_spike_last"].samples}["command"]
     assert server_time - 600 < spike_at <= server_time
