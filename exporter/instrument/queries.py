@@ -68,7 +68,7 @@ class EngineQueries:
         self._threshold = float("inf") if slow_threshold is None else slow_threshold
         self._cache: dict[str, _Statement] = {}
         self.active = True
-        self._listeners = _listeners(engine, self._finished, self._failed)
+        self._listeners = _listeners(self)
         for identifier, listener in self._listeners:
             event.listen(engine, identifier, listener)
 
@@ -78,16 +78,6 @@ class EngineQueries:
             if event.contains(self.engine, identifier, listener):
                 event.remove(self.engine, identifier, listener)
 
-    def _finished(self, statement: str, started: float, context: Any) -> None:
-        elapsed = perf_counter() - started
-        try:
-            entry = self._cache.get(statement) or self._entry(statement)
-            entry.cell.observe(elapsed)
-            if elapsed >= self._threshold and self.active:
-                self._slow(entry, elapsed, context, None)
-        except Exception:  # never let measuring break the application's query
-            log.debug("recording a statement failed", exc_info=True)
-
     def _failed(self, statement: str, started: float, context: Any, error: BaseException) -> None:
         elapsed = perf_counter() - started
         try:
@@ -95,7 +85,7 @@ class EngineQueries:
             error_type = self._bounds.errors.admit(_error_type(error))
             attributes = {**entry.attributes, semconv.ERROR_TYPE: error_type}
             self._sink.cell(attributes).observe(elapsed)
-            if elapsed >= self._threshold and self.active:
+            if elapsed >= self._threshold:
                 self._slow(entry, elapsed, context, error_type)
         except Exception:
             log.debug("recording a failed statement failed", exc_info=True)
@@ -122,6 +112,8 @@ class EngineQueries:
         return entry
 
     def _slow(self, entry: _Statement, elapsed: float, context: Any, error: str | None) -> None:
+        if not self.active:
+            return
         if entry.fingerprint is None:
             entry.fingerprint = fingerprint(entry.text)
         attributes: dict[str, Any] = {
@@ -148,17 +140,19 @@ class EngineQueries:
         span.end(end_time=ended)
 
 
-Finished = Callable[[str, float, Any], None]
 Failed = Callable[[str, float, Any, BaseException], None]
 
 
-def _listeners(
-    engine: Engine, finished: Finished, failed: Failed
-) -> list[tuple[str, Callable[..., Any]]]:
-    dialect = engine.dialect
+def _listeners(queries: EngineQueries) -> list[tuple[str, Callable[..., Any]]]:
+    # Hot path: runs for every statement, so the success path is written out in each listener
+    # with everything it needs bound to local names.
+    dialect = queries.engine.dialect
     execute = dialect.do_execute
     executemany = dialect.do_executemany
     execute_no_params = dialect.do_execute_no_params
+    cache, entry_for, slow = queries._cache, queries._entry, queries._slow
+    failed: Failed = queries._failed
+    threshold = queries._threshold
 
     def do_execute(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
         started = perf_counter()
@@ -167,7 +161,14 @@ def _listeners(
         except BaseException as error:
             failed(statement, started, context, error)
             raise
-        finished(statement, started, context)
+        elapsed = perf_counter() - started
+        try:
+            entry = cache.get(statement) or entry_for(statement)
+            entry.cell.observe(elapsed)
+            if elapsed >= threshold:
+                slow(entry, elapsed, context, None)
+        except Exception:  # never let measuring break the application's query
+            log.debug("recording a statement failed", exc_info=True)
         return True
 
     def do_executemany(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
@@ -177,7 +178,14 @@ def _listeners(
         except BaseException as error:
             failed(statement, started, context, error)
             raise
-        finished(statement, started, context)
+        elapsed = perf_counter() - started
+        try:
+            entry = cache.get(statement) or entry_for(statement)
+            entry.cell.observe(elapsed)
+            if elapsed >= threshold:
+                slow(entry, elapsed, context, None)
+        except Exception:
+            log.debug("recording a statement failed", exc_info=True)
         return True
 
     def do_execute_no_params(cursor: Any, statement: str, context: Any) -> bool:
@@ -187,7 +195,14 @@ def _listeners(
         except BaseException as error:
             failed(statement, started, context, error)
             raise
-        finished(statement, started, context)
+        elapsed = perf_counter() - started
+        try:
+            entry = cache.get(statement) or entry_for(statement)
+            entry.cell.observe(elapsed)
+            if elapsed >= threshold:
+                slow(entry, elapsed, context, None)
+        except Exception:
+            log.debug("recording a statement failed", exc_info=True)
         return True
 
     return [

@@ -1,0 +1,142 @@
+"""Schema, seed data and the queries behind the endpoints."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    case,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from examples.tradesense_app.settings import Settings, async_url
+
+metadata = MetaData()
+users = Table(
+    "users", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(200), nullable=False),
+)
+trades = Table(
+    "trades", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("symbol", String(12), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("price", Float, nullable=False),
+    Column("pnl", Float, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+)
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "EURUSD", "BTCUSD", "ES", "NQ", "GC")
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        async_url(settings.database_url),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_pre_ping=True,
+    )
+
+
+async def prepare(engine: AsyncEngine, settings: Settings) -> None:
+    """Create the tables and seed them once."""
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+        if await connection.scalar(select(func.count()).select_from(users)):
+            return
+        await connection.execute(insert(users), _users(settings.seed_users))
+        await connection.execute(insert(trades), _trades(settings.seed_users,
+                                                         settings.seed_trades))
+
+
+def _users(count: int) -> list[dict[str, Any]]:
+    return [{"id": n, "email": f"trader{n}@example.com"} for n in range(1, count + 1)]
+
+
+def _trades(user_count: int, count: int) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    start = datetime(2025, 1, 2, tzinfo=UTC)
+    return [
+        {
+            "user_id": rng.randint(1, user_count),
+            "symbol": rng.choice(SYMBOLS),
+            "side": rng.choice(("BUY", "SELL")),
+            "quantity": rng.randint(1, 500),
+            "price": round(rng.uniform(10, 900), 2),
+            "pnl": round(rng.gauss(12, 250), 2),
+            "opened_at": start + timedelta(minutes=37 * n),
+        }
+        for n in range(count)
+    ]
+
+
+async def recent_trades(connection: AsyncConnection, user_id: int,
+                        limit: int) -> list[dict[str, Any]]:
+    query = (
+        select(trades.c.id, trades.c.symbol, trades.c.side, trades.c.quantity, trades.c.price,
+               trades.c.pnl, trades.c.opened_at)
+        .where(trades.c.user_id == user_id)
+        .order_by(trades.c.opened_at.desc())
+        .limit(limit)
+    )
+    rows = await connection.execute(query)
+    return [{**row._mapping, "opened_at": row.opened_at.isoformat()} for row in rows]
+
+
+async def summary(connection: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
+    wins = func.sum(case((trades.c.pnl > 0, 1), else_=0))
+    query = (
+        select(trades.c.symbol, func.count().label("trades"),
+               func.sum(trades.c.pnl).label("total_pnl"),
+               func.avg(trades.c.pnl).label("mean_pnl"), wins.label("wins"))
+        .where(trades.c.user_id == user_id)
+        .group_by(trades.c.symbol)
+        .order_by(func.sum(trades.c.pnl).desc())
+    )
+    rows = await connection.execute(query)
+    return [_plain(row._mapping) for row in rows]
+
+
+async def slow_summary(connection: AsyncConnection, user_id: int,
+                       settings: Settings) -> dict[str, Any]:
+    """The same kind of answer, deliberately slow: pg_sleep, or a long recursive CTE on SQLite."""
+    if connection.dialect.name == "postgresql":
+        statement = text(
+            "SELECT count(*) AS trades, sum(pnl) AS total_pnl "
+            "FROM trades, pg_sleep(0.6) WHERE user_id = :user_id"
+        )
+        parameters: dict[str, Any] = {"user_id": user_id}
+    else:
+        statement = text(
+            "WITH RECURSIVE walk(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM walk "
+            "WHERE n < :rows) "
+            "SELECT count(*) AS trades, sum(t.pnl) AS total_pnl "
+            "FROM walk JOIN trades t ON t.id = walk.n % :modulo + 1 WHERE t.user_id = :user_id"
+        )
+        parameters = {"rows": settings.slow_rows, "modulo": settings.seed_trades,
+                      "user_id": user_id}
+    row = (await connection.execute(statement, parameters)).one()
+    return _plain(row._mapping)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """JSON-ready values: numbers as int or float rounded to cents."""
+    return {k: round(float(v), 2) if isinstance(v, float | Decimal) else v
+            for k, v in row.items()}
