@@ -144,7 +144,9 @@ class _Receiver:
                 request.headers.get("content-encoding"), self.state.limits.max_body_bytes
             )
         except UnsupportedMediaType as exc:
-            return self.reject(request, "unsupported_media_type", 415, 3, str(exc))
+            return self.reject(
+                request, "unsupported_media_type", 415, _GRPC_INVALID_ARGUMENT, str(exc)
+            )
         try:
             body = await self._read(request, inflater)
             return await self._ingest(fmt, body)
