@@ -1,5 +1,8 @@
 """One persistent connection per Redis target, pipelining a scrape's commands in one round trip.
 
+The handshake sends nothing but AUTH and SELECT: no CLIENT SETNAME or SETINFO, which a
+least-privilege ACL user may not run and which Redis 7.0 refuses (each refusal would count in its
+error stats).
 A connection that fails or times out mid-reply is dropped (its protocol state is unknown) and the
 next scrape dials again; a healthy one is reused, unlike redis_exporter which dials every scrape.
 """
@@ -20,8 +23,6 @@ from redis.backoff import NoBackoff
 from exporter.redis.errors import ScrapeError, classify, is_auth_reply
 from exporter.redis.target import RedisTarget
 
-CLIENT_NAME = "tradesense-exporter"
-
 
 def build_connection(target: RedisTarget, timeout: float) -> rconn.AbstractConnection:
     common: dict[str, Any] = {
@@ -32,7 +33,7 @@ def build_connection(target: RedisTarget, timeout: float) -> rconn.AbstractConne
         "socket_connect_timeout": timeout,
         "decode_responses": True,
         "encoding_errors": "replace",
-        "client_name": CLIENT_NAME,
+        "driver_info": None,
         "retry": Retry(NoBackoff(), 0),
         "protocol": 2,
     }

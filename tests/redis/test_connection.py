@@ -104,3 +104,17 @@ def test_error_replies_stay_in_their_slot() -> None:
     pong, err, echo = run(conn, ("PING",), ("NO-SUCH-COMMAND",), ("ECHO", "x"))
     assert (pong, echo) == ("PONG", "x")
     assert isinstance(err, Exception)
+
+
+def test_handshake_needs_no_rights_and_counts_no_errors(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path / "lean")
+    try:
+        with srv.admin() as admin:
+            admin.execute_command("ACL", "SETUSER", "lean", "on", ">lean-pw", "-@all", "+info")
+            errors_before = admin.info("errorstats")
+            conn = RedisConnection(parse_address(f"redis://lean:lean-pw@127.0.0.1:{srv.port}"), 3)
+            (info,) = run(conn, ("INFO", "server"))
+            assert isinstance(info, str) and "redis_version" in info
+            assert admin.info("errorstats") == errors_before
+    finally:
+        srv.stop()
