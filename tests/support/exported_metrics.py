@@ -1,7 +1,7 @@
 """The metric names the sidecar serves, with their types, for checking dashboards and rules.
 
 Redis families come from the Go redis_exporter 1.45's real output kept in
-../shared/reference/redis_exporter-1.45/*.prom (the sidecar serves the same `redis_*` names), with
+tests/redis/data/redis_exporter-1.45/*.prom, copied from the shared reference (the sidecar serves the same `redis_*` names), with
 the documented corrections: every `_total` family is a counter, and the Go exporter's own scrape
 counter and scrape-duration summary are not served. The sidecar's own and the application's
 families are listed here as the design and issues 2 and 3 name them.
@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPO.parent / "shared" / "reference" / "redis_exporter-1.45"
+REFERENCE_DIR = REPO / "tests" / "redis" / "data" / "redis_exporter-1.45"
 
 _TYPE_LINE = re.compile(r"^# TYPE (\S+) (\S+)$", re.MULTILINE)
 
