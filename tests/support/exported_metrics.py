@@ -1,7 +1,8 @@
 """The metric names the sidecar serves, with their types, for checking dashboards and rules.
 
 Redis families come from the Go redis_exporter 1.45's real output kept in
-tests/redis/data/redis_exporter-1.45/*.prom, copied from the shared reference (the sidecar serves the same `redis_*` names), with
+tests/redis/data/redis_exporter-1.45/*.prom, copied from the shared reference (the sidecar
+serves the same `redis_*` names), with
 the documented corrections: every `_total` family is a counter, and the Go exporter's own scrape
 counter and scrape-duration summary are not served. The sidecar's own and the application's
 families are listed here as the design and issues 2 and 3 name them.
