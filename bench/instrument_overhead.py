@@ -95,6 +95,35 @@ def run(batches: int, size: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+FINGERPRINT_SAMPLES = {
+    "short": "SELECT * FROM trades WHERE id = 42",
+    "orm": (
+        "SELECT trades.id, trades.user_id, trades.symbol, trades.side, trades.quantity, "
+        "trades.price, trades.pnl, trades.opened_at FROM trades WHERE trades.user_id = "
+        "%(user_id_1)s ORDER BY trades.opened_at DESC LIMIT %(param_1)s"
+    ),
+    "in-list of 200": "SELECT * FROM trades WHERE id IN (" + ", ".join(
+        str(n) for n in range(200)) + ") AND note = 'it''s'",
+}
+
+
+def fingerprint_timings(calls: int = 5_000) -> dict[str, float]:
+    """Seconds per fingerprint (median of 5 rounds) of typical statements, computed afresh
+    (`fingerprint()` itself returns a repeated statement's from its cache)."""
+    from exporter.fingerprint import _fingerprint as fingerprint
+
+    timings = {}
+    for name, sql in FINGERPRINT_SAMPLES.items():
+        rounds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            for _ in range(calls):
+                fingerprint(sql)
+            rounds.append((time.perf_counter() - started) / calls)
+        timings[name] = statistics.median(rounds)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=200)
@@ -111,6 +140,8 @@ def main() -> None:
     tracing = medians["otel-instrumentation-sqlalchemy tracing"] - base
     if ours > 0:
         print(f"tracing alone adds {tracing / ours:.1f}x what exporter.instrument adds")
+    for name, seconds in fingerprint_timings().items():
+        print(f"fingerprint() of a {name} statement: {seconds * 1e6:.1f} us")
 
 
 if __name__ == "__main__":

@@ -5,46 +5,76 @@ comments fold away; `IN (...)` lists, array literals and multi-row `VALUES` coll
 element; keywords are upper-cased, unquoted identifiers lower-cased, whitespace normalised.
 The output never contains a literal of the input.
 
-A single compiled regular expression drives the tokenizer. Whether a backslash escapes a quote
-inside `'...'` depends on the server (MySQL: yes, PostgreSQL and SQLite: no). When a string holds
-a backslash the text is tokenized both ways and every span that either reading calls a literal
-is masked, so neither dialect can leak a literal (at worst, more of the statement folds away).
+One compiled regular expression, iterated by `finditer`, is the tokenizer; whitespace is what it
+skips. Whether a backslash escapes a quote inside `'...'` depends on the server (MySQL: yes,
+PostgreSQL and SQLite: no). When a string holds a backslash the text is tokenized both ways and
+every span that either reading calls a literal is masked, so neither dialect can leak a literal
+(at worst, more of the statement folds away). Block comments nest, as in PostgreSQL.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from functools import lru_cache
 
 __all__ = ["KEYWORDS", "fingerprint", "normalized_tokens"]
 
-_SCANNER = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<line_comment>--[^\n]*)
-  | (?P<block_comment>/\*)
-  | (?P<estring>[eE]'(?:[^'\\]|\\.|'')*(?:'|\Z))
-  | (?P<string>(?:[bBxXnN]|[uU]&)?'(?:[^']|'')*(?:'|\Z))
-  | (?P<dollar>\$(?:[^\W\d]\w*)?\$)
-  | (?P<qident>"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z))
-  | (?P<param>%\([^)]*\)s|%s|\?|\$\d+|__\[POSTCOMPILE_\w+\]|(?<![:\w]):(?:[^\W\d]\w*|\d+))
-  | (?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<word>[^\W\d][\w$]*)
-  | (?P<op>::|<=|>=|<>|!=|\|\||->>|->|\#>>|\#>|[^\s\w])
-    """,
-    re.VERBOSE | re.DOTALL,
-)
+_COMMENT = r"(?P<c>--[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/|\Z))"
+_STANDARD_STRING = r"(?:[bBxXnN]|[uU]&)?'(?:[^']|'')*(?:'|\Z)"
+_BACKSLASH_STRING = r"(?:[bBxXnN]|[uU]&)?'(?:[^'\\]|\\.|'')*(?:'|\Z)"
+_E_STRING = r"[eE]'(?:[^'\\]|\\.|'')*(?:'|\Z)"
+_DOLLAR_STRING = r"\$(?P<tag>(?:[^\W\d]\w*)?)\$.*?(?:\$(?P=tag)\$|\Z)"
+_STANDARD_QUOTED = r'"(?:[^"]|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)'
+_BACKSLASH_QUOTED = r'"(?:[^"\\]|\\.|"")*(?:"|\Z)|`(?:[^`]|``)*(?:`|\Z)'
+_SPECIAL_PARAMS = {
+    "%": r"%\([^)]*\)s|%s",
+    "$": r"\$\d+",
+    ":": r"(?<![:\w]):(?:[^\W\d]\w*|\d+)",
+    "__[": r"__\[POSTCOMPILE_\w+\]",
+}
+_WORD = r"(?P<w>[^\W\d][\w$]*)"
+_NUMBER = r"(?P<n>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+_OPERATOR = r"(?P<o>::|<=|>=|<>|!=|\|\||->>|->|\#>>|\#>|[^\s\w])"
 
-# Same scanner, except that a backslash escapes the next character inside '...'.
-_BACKSLASH_SCANNER = re.compile(
-    _SCANNER.pattern.replace(
-        r"(?P<string>(?:[bBxXnN]|[uU]&)?'(?:[^']|'')*(?:'|\Z))",
-        r"(?P<string>(?:[bBxXnN]|[uU]&)?'(?:[^'\\]|\\.|'')*(?:'|\Z))",
-    ).replace(r'(?P<qident>"(?:[^"]|"")*', r'(?P<qident>"(?:[^"\\]|\\.|"")*'),
-    re.VERBOSE | re.DOTALL,
-)
+
+@lru_cache(maxsize=256)
+def _scanner(features: tuple[bool, ...], backslash: bool) -> re.Pattern[str]:
+    """A tokenizer for statements with these features; each match is one token.
+
+    Alternatives a statement cannot need are left out and common ones come first: Python's
+    regular expressions try alternatives in turn, and this halves the tokenizing time.
+    """
+    comments, quotes, dollars, double_quotes, *params = features
+    parts = [_COMMENT] if comments else []
+    strings = [_E_STRING, _BACKSLASH_STRING if backslash else _STANDARD_STRING] if quotes else []
+    if dollars:
+        strings.append(_DOLLAR_STRING)
+    if strings:
+        parts.append(f"(?P<s>{'|'.join(strings)})")
+    if double_quotes:
+        parts.append(f"(?P<q>{_BACKSLASH_QUOTED if backslash else _STANDARD_QUOTED})")
+    special = [pattern for wanted, pattern in zip(params, _SPECIAL_PARAMS.values(), strict=True)
+               if wanted]
+    if special:
+        parts.append(f"(?P<p>{'|'.join(special)})")
+    parts += [_WORD, _NUMBER, r"(?P<p2>\?)", _OPERATOR]
+    return re.compile(r"\s*(?:" + "|".join(parts) + ")", re.DOTALL)
+
+
+def _features(sql: str) -> tuple[bool, ...]:
+    return (
+        "--" in sql or "/*" in sql,
+        "'" in sql,
+        "$" in sql,
+        '"' in sql or "`" in sql,
+        *(marker in sql for marker in _SPECIAL_PARAMS),
+    )
+
 
 _PLAIN_QUOTED_IDENTIFIER = re.compile(r'"[^\W\d][\w$]*"|`[^\W\d][\w$]*`')
+_SPACING = ((" )", ")"), (" ]", "]"), (" ,", ","), (" .", "."), (". ", "."), ("( ", "("),
+            ("[ ", "["), (" ::", "::"), (":: ", "::"), (" ;", ";"))
+_OPENING_AFTER_SPACE = re.compile(r" [(\[]")
 
 _KEYWORD_TEXT = """
     ABORT ALL ALTER ANALYZE AND ANY ARRAY AS ASC ASYMMETRIC BEGIN BETWEEN BIGINT BOOLEAN BOTH BY
@@ -63,81 +93,117 @@ _KEYWORD_TEXT = """
 """
 KEYWORDS = frozenset(_KEYWORD_TEXT.split())
 
-_LITERAL_KINDS = frozenset({"estring", "string", "dollar", "number"})
-_SIGN_AFTER = frozenset({None, "(", ",", "[", "=", "<", ">", "<=", ">=", "<>", "!=", "*", "/",
-                         "+", "-", "%", "||", "::"})
-_SIGN_AFTER_KEYWORD_EXCEPT = frozenset({"NULL", "TRUE", "FALSE", "END", "CURRENT_DATE",
-                                        "CURRENT_TIME", "CURRENT_TIMESTAMP", "CURRENT_USER"})
+_SIGNS = ("-", "+")
+_SIGN_AFTER = frozenset({"(", ",", "[", "=", "<", ">", "<=", ">=", "<>", "!=", "*", "/", "+",
+                         "-", "%", "||", "::"})
+_NOT_BEFORE_UNARY = frozenset({"NULL", "TRUE", "FALSE", "END", "CURRENT_DATE", "CURRENT_TIME",
+                               "CURRENT_TIMESTAMP", "CURRENT_USER"})
 _FOLDABLE_CONSTANTS = frozenset({"NULL", "TRUE", "FALSE"})
 _LITERAL_LIST_TOKENS = frozenset({"?", ",", "(", ")", "[", "]", "::", "ARRAY"})
-_NO_SPACE_BEFORE = frozenset({")", "]", ",", ".", "::", ";"})
-_NO_SPACE_AFTER = frozenset({"(", "[", ".", "::"})
+
+
+_CACHED_LENGTH = 4096
 
 
 def fingerprint(sql: str) -> str:
-    """Return the normalised text of `sql`, with every literal and placeholder as `?`."""
-    return _render(normalized_tokens(sql))
+    """Return the normalised text of `sql`, with every literal and placeholder as `?`.
+
+    Statements repeat, so results for texts up to 4096 characters are kept (4096 of them).
+    """
+    if len(sql) <= _CACHED_LENGTH:
+        return _cached_fingerprint(sql)
+    return _fingerprint(sql)
+
+
+@lru_cache(maxsize=4096)
+def _cached_fingerprint(sql: str) -> str:
+    return _fingerprint(sql)
+
+
+def _fingerprint(sql: str) -> str:
+    text = " ".join(normalized_tokens(sql))
+    for spaced, tight in _SPACING:
+        if spaced in text:
+            text = text.replace(spaced, tight)
+    return _glue_calls(text) if " (" in text or " [" in text else text
+
+
+def _glue_calls(text: str) -> str:
+    """`count (` -> `count(`: an identifier (lower case) or ARRAY right before a bracket."""
+    parts, last = [], 0
+    for match in _OPENING_AFTER_SPACE.finditer(text):
+        space = match.start()
+        before = text[space - 1]
+        identifier = (before.isalnum() or before in "_$") and not "A" <= before <= "Z"
+        if identifier or (text.endswith("ARRAY", 0, space) and not _is_word_char(text, space - 6)):
+            parts.append(text[last:space])
+            last = space + 1
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _is_word_char(text: str, index: int) -> bool:
+    return index >= 0 and (text[index].isalnum() or text[index] in "_$")
 
 
 def normalized_tokens(sql: str) -> list[str]:
     """Tokens of the fingerprint: `?` for values, keywords upper-cased, no comments."""
-    tokens = _normalize(_raw_tokens(_masked(sql)))
+    sql = _masked(sql.rstrip())
+    tokens = _tokens(sql, _scanner(_features(sql), False))
     while tokens and tokens[-1] == ";":
         tokens.pop()
-    return _fold_values(_fold_lists(tokens))
+    return _fold_values(tokens) if "VALUES" in tokens else tokens
 
 
-def _masked(sql: str) -> str:
-    if "\\" not in sql:
-        return sql
-    spans = _literal_spans(sql, _SCANNER) + _literal_spans(sql, _BACKSLASH_SCANNER)
-    if not any("\\" in sql[start:end] for start, end in spans):
-        return sql
-    return _replace_spans(sql, _merge(spans))
+def _tokens(sql: str, scanner: re.Pattern[str]) -> list[str]:
+    out: list[str] = []
+    append, keywords, plain_identifier = out.append, KEYWORDS, _PLAIN_QUOTED_IDENTIFIER.fullmatch
+    pos = 0
+    while pos >= 0:
+        resume = -1
+        for match in scanner.finditer(sql, pos):
+            kind = match.lastgroup
+            if kind == "w":
+                word = match.group("w")
+                upper = word.upper()
+                if upper not in keywords:
+                    append(word.lower())
+                elif upper in _FOLDABLE_CONSTANTS and out and out[-1] not in ("IS", "NOT"):
+                    append("?")
+                else:
+                    append(upper)
+            elif kind == "o":
+                token = match.group("o")
+                append(token)
+                if (token == ")" or token == "]") and len(out) > 2 and (
+                    out[-2] in ("?", ")", "]") or out[-3] == "::"
+                ):
+                    _collapse_literal_group(out)
+            elif kind == "n":
+                if out and out[-1] in _SIGNS and _is_unary(out[-2] if len(out) > 1 else None):
+                    out.pop()
+                append("?")
+            elif kind == "s" or kind == "p" or kind == "p2":
+                append("?")
+            elif kind == "q":
+                quoted = match.group("q")
+                append(quoted if plain_identifier(quoted) else "?")
+            elif kind == "c" and _nested(match):
+                resume = _block_comment_end(sql, match.start("c") + 2)
+                break
+        pos = resume
+    return out
 
 
-def _literal_spans(sql: str, scanner: re.Pattern[str]) -> list[tuple[int, int]]:
-    spans = []
-    for kind, start, end in _scan(sql, scanner):
-        if kind in _LITERAL_KINDS or (kind == "qident" and "\\" in sql[start:end]):
-            spans.append((start, end))
-    return spans
+def _nested(comment: re.Match[str]) -> bool:
+    text = comment.group("c")
+    return text.startswith("/*") and "/*" in text[2:]
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def _replace_spans(sql: str, spans: list[tuple[int, int]]) -> str:
-    parts, last = [], 0
-    for start, end in spans:
-        parts.append(sql[last:start])
-        parts.append(" 0 ")
-        last = end
-    parts.append(sql[last:])
-    return "".join(parts)
-
-
-def _scan(sql: str, scanner: re.Pattern[str]) -> Iterator[tuple[str, int, int]]:
-    pos, length = 0, len(sql)
-    while pos < length:
-        match = scanner.match(sql, pos)
-        if match is None:  # unreachable: the last alternative takes any character
-            break
-        kind, end = match.lastgroup or "op", match.end()
-        if kind == "block_comment":
-            end = _block_comment_end(sql, end)
-        elif kind == "dollar":
-            closing = sql.find(match.group(), end)
-            end = length if closing < 0 else closing + len(match.group())
-        yield kind, pos, end
-        pos = end
+def _is_unary(before_sign: str | None) -> bool:
+    if before_sign is None or before_sign in _SIGN_AFTER:
+        return True
+    return before_sign in KEYWORDS and before_sign not in _NOT_BEFORE_UNARY
 
 
 def _block_comment_end(sql: str, pos: int) -> int:
@@ -154,60 +220,12 @@ def _block_comment_end(sql: str, pos: int) -> int:
     return pos
 
 
-def _raw_tokens(sql: str) -> Iterator[tuple[str, str]]:
-    for kind, start, end in _scan(sql, _SCANNER):
-        if kind not in ("ws", "line_comment", "block_comment"):
-            yield kind, sql[start:end]
-
-
-def _normalize(raw: Iterator[tuple[str, str]]) -> list[str]:
-    out: list[str] = []
-    for kind, text in raw:
-        token = _normal_token(kind, text, out[-1] if out else None)
-        if (
-            kind == "number"
-            and out
-            and out[-1] in ("-", "+")
-            and _is_unary(out[-2] if len(out) > 1 else None)
-        ):
-            out.pop()
-        out.append(token)
-    return out
-
-
-def _normal_token(kind: str, text: str, previous: str | None) -> str:
-    if kind in _LITERAL_KINDS or kind == "param":
-        return "?"
-    if kind == "word":
-        upper = text.upper()
-        if upper in _FOLDABLE_CONSTANTS and previous not in ("IS", "NOT"):
-            return "?"
-        return upper if upper in KEYWORDS else text.lower()
-    if kind == "qident":
-        return text if _PLAIN_QUOTED_IDENTIFIER.fullmatch(text) else "?"
-    return text
-
-
-def _is_unary(before_sign: str | None) -> bool:
-    if before_sign in _SIGN_AFTER:
-        return True
-    return before_sign in KEYWORDS and before_sign not in _SIGN_AFTER_KEYWORD_EXCEPT
-
-
-def _fold_lists(tokens: list[str]) -> list[str]:
-    out: list[str] = []
-    for token in tokens:
-        out.append(token)
-        if token in (")", "]"):
-            _collapse_literal_group(out)
-    return out
-
-
 def _collapse_literal_group(out: list[str]) -> None:
+    """If `out` ends with `IN (...)` or `ARRAY[...]` holding only values, make it one `?`."""
     closing = out[-1]
     opening = "(" if closing == ")" else "["
     depth, index = 0, len(out) - 1
-    while index >= 0:
+    while index > 0:
         token = out[index]
         if token == closing:
             depth += 1
@@ -218,17 +236,57 @@ def _collapse_literal_group(out: list[str]) -> None:
         elif token not in _LITERAL_LIST_TOKENS and out[index - 1] != "::":
             return
         index -= 1
-    if index <= 0 or "?" not in out[index:]:
-        return
-    owner = out[index - 1]
+    owner = out[index - 1] if index > 0 else ""
     if (opening == "(" and owner == "IN") or (opening == "[" and owner == "ARRAY"):
         del out[index + 1 :]
         out.extend(("?", closing))
 
 
+def _masked(sql: str) -> str:
+    if "\\" not in sql:
+        return sql
+    features = _features(sql)
+    spans = _literal_spans(sql, _scanner(features, False)) + _literal_spans(
+        sql, _scanner(features, True)
+    )
+    if not any("\\" in sql[start:end] for start, end in spans):
+        return sql
+    parts, last = [], 0
+    for start, end in _merge(spans):
+        parts.append(sql[last:start])
+        parts.append(" 0 ")
+        last = end
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+def _literal_spans(sql: str, scanner: re.Pattern[str]) -> list[tuple[int, int]]:
+    spans = []
+    pos = 0
+    while pos >= 0:
+        resume = -1
+        for match in scanner.finditer(sql, pos):
+            kind = match.lastgroup
+            if kind == "s" or kind == "n" or (kind == "q" and "\\" in match.group("q")):
+                spans.append(match.span(kind))
+            elif kind == "c" and _nested(match):
+                resume = _block_comment_end(sql, match.start("c") + 2)
+                break
+        pos = resume
+    return spans
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def _fold_values(tokens: list[str]) -> list[str]:
-    if "VALUES" not in tokens:
-        return tokens
     out: list[str] = []
     index = 0
     while index < len(tokens):
@@ -247,9 +305,9 @@ def _skip_repeated_rows(tokens: list[str], start: int, out: list[str]) -> int:
     first = tokens[start:first_end]
     out.extend(first)
     index = first_end
-    while tokens[index : index + 1] == [","] and _group_end(tokens, index + 1) >= 0:
+    while tokens[index : index + 1] == [","]:
         end = _group_end(tokens, index + 1)
-        if tokens[index + 1 : end] != first:
+        if end < 0 or tokens[index + 1 : end] != first:
             break
         index = end
     return index
@@ -267,23 +325,3 @@ def _group_end(tokens: list[str], start: int) -> int:
             if depth == 0:
                 return index + 1
     return -1
-
-
-def _render(tokens: list[str]) -> str:
-    parts: list[str] = []
-    previous = None
-    for token in tokens:
-        if parts and not (
-            token in _NO_SPACE_BEFORE
-            or previous in _NO_SPACE_AFTER
-            or (token in ("(", "[") and previous is not None and _is_call_target(previous))
-        ):
-            parts.append(" ")
-        parts.append(token)
-        previous = token
-    return "".join(parts)
-
-
-def _is_call_target(token: str) -> bool:
-    return token == "ARRAY" or (token[0] not in "?\"`" and token not in KEYWORDS
-                                and (token[0].isalpha() or token[0] == "_"))
