@@ -164,6 +164,17 @@ def test_same_query_with_other_values_has_the_same_fingerprint(
     assert fingerprint(query(first, quote_first)) == fingerprint(query(second, quote_second))
 
 
+@settings(max_examples=100)
+@given(secret=secrets, quote=quotings, length=st.integers(min_value=100, max_value=300))
+def test_long_in_lists_fold_and_leak_nothing(secret: str, quote: object, length: int) -> None:
+    assume(secret.strip() and secret.lower() not in "select * from t where a in (?) and b = ?")
+    ids = ", ".join(str(n * 7919) for n in range(length))
+    sql = f"SELECT * FROM t WHERE a IN ({ids}) AND b = {quote(secret)}"  # type: ignore[operator]
+    result = fingerprint(sql)
+    assert result == "SELECT * FROM t WHERE a IN (?) AND b = ?" or quote is mysql
+    assert secret not in result
+
+
 @settings(max_examples=300)
 @given(sql=st.text(max_size=200))
 def test_any_text_gives_a_string(sql: str) -> None:
