@@ -3,6 +3,7 @@
 # exporter.instrument, and Prometheus with the shipped rules when it is installed.
 # Everything runs from .venv and .demo/; Ctrl-C stops it all.
 set -euo pipefail
+set -m  # children in their own process groups: Ctrl-C reaches this script, which stops them in order
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 DEMO=$ROOT/.demo
@@ -20,15 +21,21 @@ APP_PORT=$(pick 8000)
 PROM_PORT=$(pick 9090)
 
 pids=()
+stopping=""
 cleanup() {
   trap - INT TERM EXIT
+  stopping=1
   echo
   echo "stopping..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Newest first: the app flushes its telemetry to a sidecar that is still up.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
   echo "stopped."
 }
-trap cleanup INT TERM EXIT
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
 
 wait_http() {
   for _ in $(seq 1 100); do
@@ -93,4 +100,4 @@ Pool, query and slow-query metrics appear within a minute. Press Ctrl-C to stop 
 MSG
 
 wait -n "${pids[@]}" || true
-echo "a demo process exited; see .demo/logs/" >&2
+[ -n "$stopping" ] || echo "a demo process exited; see .demo/logs/" >&2
