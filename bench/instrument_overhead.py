@@ -4,9 +4,10 @@ opentelemetry-instrumentation-sqlalchemy tracing alone, in one run.
     .venv/bin/python bench/instrument_overhead.py [--batches 200] [--batch-size 500]
 
 SQLite in memory, `SELECT 1` on one open connection. Batches of the four variants are
-interleaved so that machine noise hits them alike; the figure per variant is the median over
-batches of the wall time per query. Exporters discard what they receive (the export path runs
-off the query path, in the SDK's background threads, which still run during the measurement).
+interleaved so that machine noise hits them alike. The figure per variant is the median over
+batches of the process CPU time per query (all threads, so the SDK's background export threads
+count; time spent descheduled by other processes on the machine does not); the median wall time
+is printed beside it. Exporters discard what they receive.
 """
 
 from __future__ import annotations
@@ -72,19 +73,21 @@ def variants() -> dict[str, sqlalchemy.engine.Connection]:
     return {name: engine.connect() for name, engine in engines.items()}
 
 
-def batch(connection: sqlalchemy.engine.Connection, size: int) -> float:
+def batch(connection: sqlalchemy.engine.Connection, size: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) per query."""
     query = text("SELECT 1")
-    started = time.perf_counter()
+    cpu, wall = time.process_time(), time.perf_counter()
     for _ in range(size):
         connection.execute(query).scalar()
-    return (time.perf_counter() - started) / size
+    return (time.process_time() - cpu) / size, (time.perf_counter() - wall) / size
 
 
-def run(batches: int, size: int) -> dict[str, float]:
+def run(batches: int, size: int) -> dict[str, tuple[float, float]]:
+    """Per variant: median (CPU, wall) seconds per query."""
     connections = variants()
     for connection in connections.values():
         batch(connection, size)  # warm caches
-    samples: dict[str, list[float]] = {name: [] for name in connections}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in connections}
     gc.disable()
     try:
         for _ in range(batches):
@@ -92,7 +95,10 @@ def run(batches: int, size: int) -> dict[str, float]:
                 samples[name].append(batch(connection, size))
     finally:
         gc.enable()
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {
+        name: (statistics.median(c for c, _ in values), statistics.median(w for _, w in values))
+        for name, values in samples.items()
+    }
 
 
 FINGERPRINT_SAMPLES = {
@@ -130,14 +136,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
     medians = run(args.batches, args.batch_size)
-    base = medians["uninstrumented"]
+    base_cpu, base_wall = medians["uninstrumented"]
     print(f"SQLAlchemy {sqlalchemy.__version__}, {args.batches} x {args.batch_size} queries each")
-    print(f"{'variant':45} {'us/query':>9} {'added us':>9} {'ratio':>6}")
-    for name, value in medians.items():
-        added = value - base
-        print(f"{name:45} {value * 1e6:9.2f} {added * 1e6:9.2f} {value / base:6.2f}")
-    ours = medians["exporter.instrument (default mode)"] - base
-    tracing = medians["otel-instrumentation-sqlalchemy tracing"] - base
+    print(f"{'variant':42} {'cpu us':>7} {'added':>7} {'ratio':>6} {'wall us':>8} {'added':>7}")
+    for name, (cpu, wall) in medians.items():
+        print(f"{name:42} {cpu * 1e6:7.2f} {(cpu - base_cpu) * 1e6:7.2f} {cpu / base_cpu:6.2f}"
+              f" {wall * 1e6:8.2f} {(wall - base_wall) * 1e6:7.2f}")
+    ours = medians["exporter.instrument (default mode)"][0] - base_cpu
+    tracing = medians["otel-instrumentation-sqlalchemy tracing"][0] - base_cpu
     if ours > 0:
         print(f"tracing alone adds {tracing / ours:.1f}x what exporter.instrument adds")
     for name, seconds in fingerprint_timings().items():

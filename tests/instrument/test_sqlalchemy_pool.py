@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from exporter.instrument import semconv
 from tests.instrument.helpers import Telemetry
@@ -235,3 +235,13 @@ def test_other_listeners_are_kept(telemetry: Telemetry, tmp_path: Path) -> None:
     with engine.connect():
         pass
     assert seen == ["checkout"]
+
+
+def test_null_pool_reports_the_connections_in_use(telemetry: Telemetry, tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/a.db", poolclass=NullPool)
+    telemetry.instrument(engine)
+    with engine.connect():
+        assert (count(telemetry, "used"), count(telemetry, "idle")) == (1, 0)
+    assert (count(telemetry, "used"), count(telemetry, "idle")) == (0, 0)
+    assert telemetry.points(semconv.CONNECTION_MAX) == []
+    assert telemetry.value(semconv.CONNECTION_CREATE_TIME).count == 1
