@@ -70,7 +70,9 @@ class Instrumentation:
 
     def add_engine(self, engine: Any) -> bool:
         engine = getattr(engine, "sync_engine", engine)
-        dialect = engine.dialect
+        dialect = getattr(engine, "dialect", None)
+        if dialect is None or not hasattr(engine, "pool"):
+            raise TypeError(f"not a SQLAlchemy Engine or AsyncEngine: {type(engine).__name__}")
         with _OWNERS_LOCK:
             if dialect in _OWNERS:
                 log.debug("engine %r is already instrumented", engine)
