@@ -48,7 +48,7 @@ def test_blocking_pool_waits_and_times_out(
     telemetry: Telemetry, redis_address: tuple[str, int]
 ) -> None:
     host, port = redis_address
-    pool = redis.BlockingConnectionPool(host=host, port=port, max_connections=2, timeout=0.4)
+    pool = redis.BlockingConnectionPool(host=host, port=port, max_connections=2, timeout=1.0)
     client = redis.Redis(connection_pool=pool)
     telemetry.instrument(redis_client=client)
     held = [pool.get_connection() for _ in range(2)]
@@ -57,8 +57,10 @@ def test_blocking_pool_waits_and_times_out(
     failures: list[BaseException] = []
     waiter = threading.Thread(target=lambda: _ping_into(client, failures))
     waiter.start()
-    time.sleep(0.15)
-    assert telemetry.value(semconv.CONNECTION_PENDING_REQUESTS) == 1
+    deadline = time.monotonic() + 0.9
+    while telemetry.value(semconv.CONNECTION_PENDING_REQUESTS) != 1:
+        assert time.monotonic() < deadline, "the waiting request was never pending"
+        time.sleep(0.02)
     waiter.join()
     assert isinstance(failures[0], RedisConnectionError)
     assert telemetry.value(semconv.CONNECTION_TIMEOUTS) == 1
