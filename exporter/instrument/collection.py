@@ -17,11 +17,16 @@ _MAIN_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "VALUE
 _INTRODUCERS = frozenset({"FROM", "JOIN", "INTO", "UPDATE", "TABLE"})
 _SKIPPABLE = frozenset({"ONLY", "IF", "NOT", "EXISTS"})
 _MAX_NAME = 128
+_PARSED_LENGTH = 8192  # both names are near the start; a cut literal stays a literal
 
 
-@lru_cache(maxsize=4096)
 def describe(statement: str) -> tuple[str | None, str | None]:
     """(operation, collection) of `statement`; either may be None."""
+    return _describe(statement[:_PARSED_LENGTH])
+
+
+@lru_cache(maxsize=1024)
+def _describe(statement: str) -> tuple[str | None, str | None]:
     tokens = normalized_tokens(statement)
     return _operation(tokens), _collection(tokens)
 

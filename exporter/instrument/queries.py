@@ -33,6 +33,8 @@ from exporter.instrument.histograms import Cell, HistogramSink
 log = logging.getLogger(__name__)
 
 _CACHE_SIZE = 4096
+_CACHE_CHARACTERS = 4_000_000
+MAX_FINGERPRINT = 8192
 
 
 @dataclass
@@ -67,6 +69,7 @@ class EngineQueries:
         self._tracer, self._bounds = tracer, bounds
         self._threshold = float("inf") if slow_threshold is None else slow_threshold
         self._cache: dict[str, _Statement] = {}
+        self._cached_characters = 0
         self.active = True
         self._listeners = _listeners(self)
         for identifier, listener in self._listeners:
@@ -106,8 +109,10 @@ class EngineQueries:
             if k in attributes
         ) or self._system
         entry = _Statement(self._sink.cell(attributes), attributes, name, text)
-        if len(self._cache) >= _CACHE_SIZE:
+        self._cached_characters += len(text)
+        if len(self._cache) >= _CACHE_SIZE or self._cached_characters > _CACHE_CHARACTERS:
             self._cache.clear()
+            self._cached_characters = len(text)
         self._cache[text] = entry
         return entry
 
@@ -115,7 +120,7 @@ class EngineQueries:
         if not self.active:
             return
         if entry.fingerprint is None:
-            entry.fingerprint = fingerprint(entry.text)
+            entry.fingerprint = fingerprint(entry.text)[:MAX_FINGERPRINT]
         attributes: dict[str, Any] = {
             **entry.attributes,
             semconv.DB_QUERY_FINGERPRINT: entry.fingerprint,
