@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from exporter.redis.collector import RedisCollector
 from exporter.redis.target import TargetError, normalize_address
 
 Collect = Callable[[], list[Family]]
+log = logging.getLogger("exporter.web")
 SCRAPE_HEADROOM = 0.25
 
 
@@ -71,7 +73,10 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
         families = await state.redis.collect(config.targets, timeout, label_targets=several)
         families.extend(state.collect())
         for collect in state.collectors:
-            families.extend(collect())
+            try:
+                families.extend(collect())
+            except Exception:  # one broken collector must not cost the Redis metrics
+                log.exception("collector failed", extra={"collector": repr(collect)})
         return _exposition(request, families)
 
     def refuse(message: str, status: int) -> Response:
