@@ -26,6 +26,7 @@ from exporter.redis.target import RedisTarget, TargetError, TLSOptions
 PROG = "tradesense-exporter"
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
+DEFAULT_SCRAPE_TIMEOUT = "5s"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,9 +65,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     add("--otlp.listen-address", dest="otlp_listen_address",
         default=env.get("EXPORTER_OTLP_LISTEN_ADDRESS", "127.0.0.1:4318"),
         help="OTLP/HTTP listener (default 127.0.0.1:4318)")
-    add("--scrape.timeout", dest="scrape_timeout",
-        default=env.get("EXPORTER_SCRAPE_TIMEOUT", "5s"),
-        help="upper bound on one Redis scrape (default 5s)")
+    add("--scrape.timeout", dest="scrape_timeout", default=env.get("EXPORTER_SCRAPE_TIMEOUT"),
+        help="upper bound on one Redis scrape (default 5s, or the config file's scrape_timeout)")
     add("--log.level", dest="log_level", default=env.get("EXPORTER_LOG_LEVEL", "info"),
         help=f"one of {', '.join(LOG_LEVELS)}")
     add("--log.format", dest="log_format", default=env.get("EXPORTER_LOG_FORMAT", "logfmt"),
@@ -125,9 +125,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     targets = tuple({t.address: t for t in [*flag_targets, *file_targets]}.values())
     scrape_targets = {t.address: t for t in targets_from_yaml(data.get("scrape_targets"),
                                                               "scrape_targets")}
-    timeout_raw = data.get("scrape_timeout", args.scrape_timeout)
-    if args.scrape_timeout != build_parser(env).get_default("scrape_timeout"):
-        timeout_raw = args.scrape_timeout
+    timeout_raw = args.scrape_timeout or data.get("scrape_timeout", DEFAULT_SCRAPE_TIMEOUT)
     parse_listen_address(args.web_listen_address, "--web.listen-address")
     parse_listen_address(args.otlp_listen_address, "--otlp.listen-address")
     if args.web_config_file and not os.path.isfile(args.web_config_file):

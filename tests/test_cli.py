@@ -107,3 +107,13 @@ def test_durations_and_listen_addresses() -> None:
     assert parse_listen_address("[::1]:1", "x") == ("::1", 1)
     with pytest.raises(ConfigError):
         parse_duration("0s", "x")
+
+
+def test_scrape_timeout_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("scrape_timeout: 3s\n")
+    assert load_config([], {}).scrape_timeout == 5
+    assert load_config(["--config.file", str(cfg)], {}).scrape_timeout == 3
+    env = {"EXPORTER_SCRAPE_TIMEOUT": "2s"}
+    assert load_config(["--config.file", str(cfg)], env).scrape_timeout == 2
+    assert load_config(["--config.file", str(cfg), "--scrape.timeout=1s"], env).scrape_timeout == 1
