@@ -11,10 +11,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from sqlalchemy import Engine, create_engine, exc, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exporter.instrument import semconv
+from exporter.instrument.histograms import LocalHistogram
 from tests.instrument.helpers import Telemetry, points_of
 
 DURATION = semconv.OPERATION_DURATION
@@ -233,3 +234,42 @@ def assert_no_secret(telemetry: Telemetry) -> None:
 
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def test_the_apps_dialect_listeners_still_run(telemetry: Telemetry, sqlite: Engine) -> None:
+    seen: list[str] = []
+    event.listen(sqlite, "do_execute", lambda cursor, statement, *args: seen.append(statement))
+    telemetry.instrument(sqlite)
+    event.listen(sqlite, "do_execute", lambda cursor, statement, *args: seen.append("later"))
+    with sqlite.connect() as connection:
+        connection.execute(text("SELECT * FROM trades WHERE id = :id"), {"id": 1})
+    assert seen == ["SELECT * FROM trades WHERE id = ?", "later"]
+    assert telemetry.value(DURATION, db__collection__name="trades").count == 1
+
+
+def test_a_wrapper_around_ours_survives_uninstrument(telemetry: Telemetry, sqlite: Engine) -> None:
+    handle = telemetry.instrument(sqlite)
+    query = text("SELECT * FROM trades WHERE id = :id")
+    with sqlite.connect() as connection:
+        connection.execute(query, {"id": 1})
+    ours = sqlite.dialect.do_execute
+    calls: list[str] = []
+
+    def theirs(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        calls.append(statement)
+        ours(cursor, statement, parameters, context)
+
+    sqlite.dialect.do_execute = theirs  # type: ignore[method-assign]
+    handle.uninstrument()
+    assert sqlite.dialect.do_execute is theirs
+    with sqlite.connect() as connection:
+        connection.execute(query, {"id": 1})
+    assert len(calls) == 1
+    # Nothing is exported once nothing is instrumented: read our histogram itself.
+    histogram = handle.telemetry.meters.duration
+    assert isinstance(histogram, LocalHistogram)
+    metric = histogram.metric(now_ns=1)
+    assert metric is not None
+    [point] = [p for p in metric.data.data_points
+               if p.attributes.get(semconv.DB_COLLECTION_NAME) == "trades"]
+    assert point.count == 1
