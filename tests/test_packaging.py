@@ -1,0 +1,42 @@
+"""The distribution and the container image recipe, checked without Docker (none runs here)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_holds_every_module_and_the_console_script(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, timeout=300)
+    (wheel,) = tmp_path.glob("tradesense_exporter-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "exporter").rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "tradesense-exporter = exporter.cli:main" in text
+
+
+def test_module_and_console_script_start() -> None:
+    for cmd in ([sys.executable, "-m", "exporter", "--version"],
+                [str(Path(sys.executable).parent / "tradesense-exporter"), "--version"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
+        assert out.stdout.startswith("tradesense-exporter ")
+
+
+def test_dockerfile_is_slim_non_root_and_runs_the_console_script() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert bases and all(re.fullmatch(r"python:3\.\d+-slim", b) for b in bases), bases
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert re.search(r'^ENTRYPOINT \["tradesense-exporter"\]', text, re.MULTILINE)
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"Dockerfile copies {path}, which does not exist"
