@@ -6,14 +6,17 @@ opentelemetry-instrumentation-sqlalchemy tracing alone, in one run.
 SQLite in memory, `SELECT 1` on one open connection. Batches of the four variants are
 interleaved so that machine noise hits them alike. The figure per variant is the median over
 batches of the process CPU time per query (all threads, so the SDK's background export threads
-count; time spent descheduled by other processes on the machine does not); the median wall time
-is printed beside it. Exporters discard what they receive.
+count; time spent descheduled by other processes on the machine does not); "added" is the median
+over rounds of a variant's batch minus the same round's uninstrumented batch (the order of the
+variants is shuffled in each round). The median wall time is printed beside it. Exporters discard
+what they receive.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 from collections.abc import Sequence
@@ -82,21 +85,30 @@ def batch(connection: sqlalchemy.engine.Connection, size: int) -> tuple[float, f
     return (time.process_time() - cpu) / size, (time.perf_counter() - wall) / size
 
 
-def run(batches: int, size: int) -> dict[str, tuple[float, float]]:
-    """Per variant: median (CPU, wall) seconds per query."""
+def run(batches: int, size: int) -> dict[str, tuple[float, float, float]]:
+    """Per variant: median CPU and wall seconds per query, and the median over rounds of the
+    CPU time added to the same round's uninstrumented batch (the order is shuffled per round)."""
     connections = variants()
     for connection in connections.values():
         batch(connection, size)  # warm caches
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in connections}
+    order = list(connections)
+    shuffle = random.Random(3).shuffle
     gc.disable()
     try:
         for _ in range(batches):
-            for name, connection in connections.items():
-                samples[name].append(batch(connection, size))
+            shuffle(order)
+            for name in order:
+                samples[name].append(batch(connections[name], size))
     finally:
         gc.enable()
+    base = samples["uninstrumented"]
     return {
-        name: (statistics.median(c for c, _ in values), statistics.median(w for _, w in values))
+        name: (
+            statistics.median(c for c, _ in values),
+            statistics.median(w for _, w in values),
+            statistics.median(c - b for (c, _), (b, _) in zip(values, base, strict=True)),
+        )
         for name, values in samples.items()
     }
 
@@ -136,14 +148,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
     medians = run(args.batches, args.batch_size)
-    base_cpu, base_wall = medians["uninstrumented"]
+    base_cpu, base_wall, _ = medians["uninstrumented"]
     print(f"SQLAlchemy {sqlalchemy.__version__}, {args.batches} x {args.batch_size} queries each")
     print(f"{'variant':42} {'cpu us':>7} {'added':>7} {'ratio':>6} {'wall us':>8} {'added':>7}")
-    for name, (cpu, wall) in medians.items():
-        print(f"{name:42} {cpu * 1e6:7.2f} {(cpu - base_cpu) * 1e6:7.2f} {cpu / base_cpu:6.2f}"
+    for name, (cpu, wall, added) in medians.items():
+        print(f"{name:42} {cpu * 1e6:7.2f} {added * 1e6:7.2f} {cpu / base_cpu:6.2f}"
               f" {wall * 1e6:8.2f} {(wall - base_wall) * 1e6:7.2f}")
-    ours = medians["exporter.instrument (default mode)"][0] - base_cpu
-    tracing = medians["otel-instrumentation-sqlalchemy tracing"][0] - base_cpu
+    ours = medians["exporter.instrument (default mode)"][2]
+    tracing = medians["otel-instrumentation-sqlalchemy tracing"][2]
     if ours > 0:
         print(f"tracing alone adds {tracing / ours:.1f}x what exporter.instrument adds")
     for name, seconds in fingerprint_timings().items():

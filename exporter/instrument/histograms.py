@@ -2,9 +2,9 @@
 
 The OpenTelemetry SDK's `Histogram.record()` costs about 15 µs per call on the reference machine
 (attribute validation, hashing, exemplar sampling), three times the whole per-query budget. When
-the instrumentation owns the MeterProvider it therefore aggregates locally (`LocalHistogram`: one
-bisect and four additions under a lock) and `MergingMetricExporter` adds the aggregated points to
-each export. With an application's provider it records through the SDK (`SdkHistogram`).
+the instrumentation owns the MeterProvider it therefore aggregates locally (`LocalHistogram`) and
+`MergingMetricExporter` adds the aggregated points to each export. With an application's
+provider it records through the SDK (`SdkHistogram`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Mapping, Sequence
 from time import time_ns
 from typing import Protocol
@@ -26,6 +27,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 Attributes = Mapping[str, str]
+_BATCH = 64
 
 
 class Cell(Protocol):
@@ -37,12 +39,18 @@ class HistogramSink(Protocol):
 
 
 class LocalCell:
-    __slots__ = ("_bounds", "_lock", "attributes", "counts", "max", "min", "start_ns", "sum")
+    """One attribute set's histogram. An observation is appended to a deque (atomic, no lock);
+    every `_BATCH` observations, and before each export, the deque is folded into the buckets
+    under a lock. On the measuring thread that costs a fraction of a lock per observation."""
+
+    __slots__ = ("_bounds", "_lock", "_pending", "attributes", "counts", "max", "min",
+                 "start_ns", "sum")
 
     def __init__(self, attributes: Attributes, bounds: Sequence[float]) -> None:
         self.attributes = dict(attributes)
         self._bounds = bounds
         self._lock = threading.Lock()
+        self._pending: deque[float] = deque()
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
         self.min = math.inf
@@ -50,16 +58,30 @@ class LocalCell:
         self.start_ns = time_ns()
 
     def observe(self, value: float) -> None:
-        index = bisect_left(self._bounds, value)
+        pending = self._pending
+        pending.append(value)
+        if len(pending) >= _BATCH:
+            self.fold()
+
+    def fold(self) -> None:
         with self._lock:
-            self.counts[index] += 1
-            self.sum += value
-            if value < self.min:
-                self.min = value
-            if value > self.max:
-                self.max = value
+            take, counts, bounds = self._pending.popleft, self.counts, self._bounds
+            total, low, high = self.sum, self.min, self.max
+            try:
+                while True:
+                    value = take()
+                    counts[bisect_left(bounds, value)] += 1
+                    total += value
+                    if value < low:
+                        low = value
+                    if value > high:
+                        high = value
+            except IndexError:
+                pass
+            self.sum, self.min, self.max = total, low, high
 
     def point(self, now_ns: int) -> HistogramDataPoint | None:
+        self.fold()
         with self._lock:
             counts, total, low, high = list(self.counts), self.sum, self.min, self.max
         count = sum(counts)
