@@ -159,7 +159,7 @@ def main() -> None:
     if ours > 0:
         print(f"tracing alone adds {tracing / ours:.1f}x what exporter.instrument adds")
     for name, seconds in fingerprint_timings().items():
-        print(f"fingerprint() of a {name} statement: {seconds * 1e6:.1f} us")
+        print(f"fingerprint, {name} statement: {seconds * 1e6:.1f} us")
 
 
 if __name__ == "__main__":
