@@ -119,8 +119,10 @@ async def slow_summary(connection: AsyncConnection, user_id: int,
     """The same kind of answer, deliberately slow: pg_sleep, or a long recursive CTE on SQLite."""
     if connection.dialect.name == "postgresql":
         statement = text(
-            "SELECT count(*) AS trades, sum(pnl) AS total_pnl "
-            "FROM trades, pg_sleep(0.6) WHERE user_id = :user_id"
+            # A one-time filter: PostgreSQL runs it even when no row matches (pg_sleep in
+            # FROM is skipped when the join's other side is empty).
+            "SELECT count(*) AS trades, sum(pnl) AS total_pnl FROM trades "
+            "WHERE user_id = :user_id AND (SELECT pg_sleep(0.6)) IS NOT NULL"
         )
         parameters: dict[str, Any] = {"user_id": user_id}
     else:
