@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from tests.support.net import free_port
 from tests.support.sidecar import SidecarProcess, run_sidecar
@@ -74,6 +75,8 @@ def test_gzip_and_openmetrics_are_negotiated(sidecar: SidecarProcess) -> None:
     assert r.headers["content-type"].startswith("application/openmetrics-text")
     assert r.text.endswith("# EOF\n")
     assert "# TYPE redis_keyspace_hits counter" in r.text
+    families = {f.name for f in parse_openmetrics(r.text)}  # strict: raises on any fault
+    assert {"redis_up", "redis_keyspace_hits", "process_resident_memory_bytes"} <= families
     raw = httpx.get(f"{sidecar.web_url}/metrics", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in raw.headers
     assert gzip.decompress(gzip.compress(raw.content)) == raw.content
