@@ -37,46 +37,112 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Redis, connection-pool and query metrics for Prometheus.")
     add = p.add_argument
-    add("--redis.addr", dest="redis_addr", action="append", metavar="URL",
+    add(
+        "--redis.addr",
+        dest="redis_addr",
+        action="append",
+        metavar="URL",
         help="redis://, rediss:// or unix:// address to scrape on /metrics; repeatable "
-             "(env REDIS_ADDR, comma-separated; default redis://localhost:6379; '' for none)")
-    add("--redis.user", dest="redis_user", default=env.get("REDIS_USER"),
-        help="ACL user name (env REDIS_USER)")
-    add("--redis.password-file", dest="redis_password_file",
+        "(env REDIS_ADDR, comma-separated; default redis://localhost:6379; '' for none)",
+    )
+    add(
+        "--redis.user",
+        dest="redis_user",
+        metavar="USER",
+        default=env.get("REDIS_USER"),
+        help="ACL user name (env REDIS_USER)",
+    )
+    add(
+        "--redis.password-file",
+        dest="redis_password_file",
+        metavar="FILE",
         default=env.get("REDIS_PASSWORD_FILE"),
         help="file holding the password, or redis_exporter's JSON map of address to password "
-             "(env REDIS_PASSWORD_FILE)")
-    add("--redis.tls-ca-file", dest="tls_ca_file", default=env.get("REDIS_TLS_CA_FILE"),
-        help="CA bundle for rediss:// targets (env REDIS_TLS_CA_FILE)")
-    add("--redis.tls-cert-file", dest="tls_cert_file", default=env.get("REDIS_TLS_CERT_FILE"),
-        help="client certificate for rediss:// targets (env REDIS_TLS_CERT_FILE)")
-    add("--redis.tls-key-file", dest="tls_key_file", default=env.get("REDIS_TLS_KEY_FILE"),
-        help="client key for rediss:// targets (env REDIS_TLS_KEY_FILE)")
-    add("--redis.tls-insecure-skip-verify", dest="tls_skip_verify", action="store_true",
+        "(env REDIS_PASSWORD_FILE)",
+    )
+    add(
+        "--redis.tls-ca-file",
+        dest="tls_ca_file",
+        metavar="FILE",
+        default=env.get("REDIS_TLS_CA_FILE"),
+        help="CA bundle for rediss:// targets (env REDIS_TLS_CA_FILE)",
+    )
+    add(
+        "--redis.tls-cert-file",
+        dest="tls_cert_file",
+        metavar="FILE",
+        default=env.get("REDIS_TLS_CERT_FILE"),
+        help="client certificate for rediss:// targets (env REDIS_TLS_CERT_FILE)",
+    )
+    add(
+        "--redis.tls-key-file",
+        dest="tls_key_file",
+        metavar="FILE",
+        default=env.get("REDIS_TLS_KEY_FILE"),
+        help="client key for rediss:// targets (env REDIS_TLS_KEY_FILE)",
+    )
+    add(
+        "--redis.tls-insecure-skip-verify",
+        dest="tls_skip_verify",
+        action="store_true",
         default=env.get("REDIS_TLS_INSECURE_SKIP_VERIFY", "").lower() in ("1", "true"),
-        help="do not verify the server certificate")
-    add("--config.file", dest="config_file", default=env.get("EXPORTER_CONFIG_FILE"),
-        help="YAML: targets, credentials, /scrape allow-list, limits (env EXPORTER_CONFIG_FILE)")
-    add("--web.listen-address", dest="web_listen_address",
+        help="do not verify the server certificate",
+    )
+    add(
+        "--config.file",
+        dest="config_file",
+        metavar="FILE",
+        default=env.get("EXPORTER_CONFIG_FILE"),
+        help="YAML: targets, credentials, /scrape allow-list, limits (env EXPORTER_CONFIG_FILE)",
+    )
+    add(
+        "--web.listen-address",
+        dest="web_listen_address",
+        metavar="ADDR",
         default=env.get("EXPORTER_WEB_LISTEN_ADDRESS", ":9121"),
-        help="address of /metrics, /scrape, /api/slow-queries (default :9121)")
-    add("--web.config.file", dest="web_config_file",
-        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format")
-    add("--otlp.listen-address", dest="otlp_listen_address",
+        help="address of /metrics, /scrape, /api/slow-queries (default :9121)",
+    )
+    add(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS and basic auth, in the Prometheus exporter-toolkit web-config format",
+    )
+    add(
+        "--otlp.listen-address",
+        dest="otlp_listen_address",
+        metavar="ADDR",
         default=env.get("EXPORTER_OTLP_LISTEN_ADDRESS", "127.0.0.1:4318"),
-        help="OTLP/HTTP listener (default 127.0.0.1:4318)")
-    add("--scrape.timeout", dest="scrape_timeout", default=env.get("EXPORTER_SCRAPE_TIMEOUT"),
-        help="upper bound on one Redis scrape (default 5s, or the config file's scrape_timeout)")
-    add("--log.level", dest="log_level", default=env.get("EXPORTER_LOG_LEVEL", "info"),
-        help=f"one of {', '.join(LOG_LEVELS)}")
-    add("--log.format", dest="log_format", default=env.get("EXPORTER_LOG_FORMAT", "logfmt"),
-        help=f"one of {', '.join(LOG_FORMATS)}")
+        help="OTLP/HTTP listener (default 127.0.0.1:4318)",
+    )
+    add(
+        "--scrape.timeout",
+        dest="scrape_timeout",
+        metavar="DURATION",
+        default=env.get("EXPORTER_SCRAPE_TIMEOUT"),
+        help="upper bound on one Redis scrape (default 5s, or the config file's scrape_timeout)",
+    )
+    add(
+        "--log.level",
+        dest="log_level",
+        metavar="LEVEL",
+        default=env.get("EXPORTER_LOG_LEVEL", "info"),
+        help=f"one of {', '.join(LOG_LEVELS)}",
+    )
+    add(
+        "--log.format",
+        dest="log_format",
+        metavar="FORMAT",
+        default=env.get("EXPORTER_LOG_FORMAT", "logfmt"),
+        help=f"one of {', '.join(LOG_FORMATS)}",
+    )
     add("--version", action="version", version=f"{PROG} {__version__}")
     return p
 
 
-def _addresses(args: argparse.Namespace, env: Mapping[str, str], has_file_targets: bool
-               ) -> list[str]:
+def _addresses(
+    args: argparse.Namespace, env: Mapping[str, str], has_file_targets: bool
+) -> list[str]:
     if args.redis_addr is not None:
         raw = args.redis_addr
     elif "REDIS_ADDR" in env:
@@ -88,20 +154,34 @@ def _addresses(args: argparse.Namespace, env: Mapping[str, str], has_file_target
     return [a.strip() for a in raw if a.strip()]
 
 
-def _flag_targets(args: argparse.Namespace, env: Mapping[str, str], addresses: list[str]
-                  ) -> list[RedisTarget]:
-    tls = TLSOptions(ca_file=args.tls_ca_file, cert_file=args.tls_cert_file,
-                     key_file=args.tls_key_file, insecure_skip_verify=args.tls_skip_verify)
-    for name, path in (("--redis.tls-ca-file", tls.ca_file), ("--redis.tls-cert-file",
-                       tls.cert_file), ("--redis.tls-key-file", tls.key_file)):
+def _flag_targets(
+    args: argparse.Namespace, env: Mapping[str, str], addresses: list[str]
+) -> list[RedisTarget]:
+    tls = TLSOptions(
+        ca_file=args.tls_ca_file,
+        cert_file=args.tls_cert_file,
+        key_file=args.tls_key_file,
+        insecure_skip_verify=args.tls_skip_verify,
+    )
+    for name, path in (
+        ("--redis.tls-ca-file", tls.ca_file),
+        ("--redis.tls-cert-file", tls.cert_file),
+        ("--redis.tls-key-file", tls.key_file),
+    ):
         if path and not os.path.isfile(path):
             raise ConfigError(f"{name}: {path} does not exist")
     targets = []
     for address in addresses:
         try:
-            targets.append(target_from(address, username=args.redis_user,
-                                       password=env.get("REDIS_PASSWORD") or None,
-                                       password_file=args.redis_password_file, tls=tls))
+            targets.append(
+                target_from(
+                    address,
+                    username=args.redis_user,
+                    password=env.get("REDIS_PASSWORD") or None,
+                    password_file=args.redis_password_file,
+                    tls=tls,
+                )
+            )
         except TargetError as exc:
             raise ConfigError(f"--redis.addr: {exc}") from None
     return targets
@@ -123,8 +203,9 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     file_targets = targets_from_yaml(data.get("targets"), "targets")
     flag_targets = _flag_targets(args, env, _addresses(args, env, bool(file_targets)))
     targets = tuple({t.address: t for t in [*flag_targets, *file_targets]}.values())
-    scrape_targets = {t.address: t for t in targets_from_yaml(data.get("scrape_targets"),
-                                                              "scrape_targets")}
+    scrape_targets = {
+        t.address: t for t in targets_from_yaml(data.get("scrape_targets"), "scrape_targets")
+    }
     timeout_raw = args.scrape_timeout or data.get("scrape_timeout", DEFAULT_SCRAPE_TIMEOUT)
     parse_listen_address(args.web_listen_address, "--web.listen-address")
     parse_listen_address(args.otlp_listen_address, "--otlp.listen-address")
