@@ -31,11 +31,19 @@ DEFAULT_SCRAPE_TIMEOUT = "5s"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        head, sep, rest = message.partition("unrecognized arguments: ")
+        if sep:  # name the flags, never echo their values (`--redis.password=...`)
+            flags = [arg.split("=", 1)[0] for arg in rest.split() if arg.startswith("-")]
+            message = f"{head}unrecognized arguments: {' '.join(flags) or '(values)'}"
         raise ConfigError(message)
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Redis, connection-pool and query metrics for Prometheus.")
+    p = _Parser(
+        prog=PROG,
+        allow_abbrev=False,
+        description="Redis, connection-pool and query metrics for Prometheus.",
+    )
     add = p.add_argument
     add(
         "--redis.addr",

@@ -87,7 +87,7 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
         raw = request.query_params.get("target", "")
         if not raw:
             return refuse("missing ?target=", 400)
-        if "@" in raw.partition("://")[2].split("/", 1)[0]:
+        if "@" in (raw.partition("://")[2] or raw):
             return refuse("credentials are not accepted in ?target=; put them in the config "
                           "file", 400)
         try:

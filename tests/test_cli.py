@@ -117,3 +117,18 @@ def test_scrape_timeout_precedence(tmp_path: Path) -> None:
     env = {"EXPORTER_SCRAPE_TIMEOUT": "2s"}
     assert load_config(["--config.file", str(cfg)], env).scrape_timeout == 2
     assert load_config(["--config.file", str(cfg), "--scrape.timeout=1s"], env).scrape_timeout == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--redis.password=hunter2-xyz"],
+        ["--redis.password", "hunter2-xyz"],
+        ["--redis.addr", "redis://:ab/hunter2-xyz@h:x"],
+        ["--redis.addr", "redis://u:hunter2-xyz@h:port"],
+    ],
+)
+def test_errors_never_echo_a_password(argv: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(argv, {})
+    assert "hunter2-xyz" not in str(err.value)

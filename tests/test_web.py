@@ -96,6 +96,8 @@ def test_scrape_refuses_credentials_in_the_query(sidecar: SidecarProcess) -> Non
     r = httpx.get(f"{sidecar.web_url}/scrape", params={"target": "redis://u:pw-in-query@127.0.0.1"})
     assert r.status_code == 400
     assert "pw-in-query" not in r.text
+    bare = httpx.get(f"{sidecar.web_url}/scrape", params={"target": "u:pw-in-query@127.0.0.1:1"})
+    assert bare.status_code == 400 and "pw-in-query" not in bare.text
     assert httpx.get(f"{sidecar.web_url}/scrape").status_code == 400
 
 

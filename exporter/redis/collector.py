@@ -59,16 +59,14 @@ class RedisCollector:
         try:
             async with asyncio.timeout(timeout):
                 families = await scrape_redis(conn)
-        except TimeoutError:
+        except TimeoutError:  # the cancelled execute() has dropped the connection already
             error = f"timeout after {timeout:g}s"
-            await conn.close()
         except ScrapeError as exc:
             error = exc.reason
         except Exception as exc:
             log.exception("scrape failed unexpectedly", extra={"target": target.address})
             error = f"unexpected error ({type(exc).__name__})"
             families = []
-            await conn.close()
         duration = time.perf_counter() - started
         self._record(target.address, error, duration)
         return [*families, *_scrape_families(not error, error, duration,

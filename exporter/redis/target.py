@@ -97,17 +97,17 @@ def _db_from(value: str, text: str) -> int:
 
 
 def _redacted(text: str) -> str:
-    """The URL with any userinfo password replaced, for error messages."""
+    """The URL with any userinfo password replaced, for error messages. The last `@` ends the
+    userinfo: a password may hold `/` or `@` (unencoded), a host never does."""
     scheme, sep, rest = text.partition("://")
     if not sep:
         return text
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, hostport = authority.rpartition("@")
+    userinfo, at, hostpart = rest.rpartition("@")
     if not at:
         return text
     user = userinfo.split(":", 1)[0]
     shown = f"{user}:<redacted>" if ":" in userinfo else user
-    return f"{scheme}://{shown}@{hostport}{slash}{tail}"
+    return f"{scheme}://{shown}@{hostpart}"
 
 
 def redact(text: str) -> str:

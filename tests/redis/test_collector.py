@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,3 +136,28 @@ def test_wrong_password_is_named_and_not_leaked(tmp_path: Path) -> None:
         assert value(ok, "redis_up") == 1
     finally:
         srv.stop()
+
+
+def test_concurrent_scrapes_of_a_hung_target_each_keep_their_deadline() -> None:
+    # Accepts and never answers: both scrapes queue on the one connection.
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    target = parse_address(f"redis://127.0.0.1:{hung.getsockname()[1]}")
+    collector = RedisCollector(timeout=3)
+
+    async def both() -> tuple[float, list[Family]]:
+        slow = asyncio.create_task(collector.collect([target]))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        quick = await collector.collect([target], timeout=0.5)
+        elapsed = time.monotonic() - started
+        await slow
+        return elapsed, quick
+
+    try:
+        elapsed, quick = asyncio.run(both())
+    finally:
+        hung.close()
+    assert value(quick, "redis_up") == 0
+    assert elapsed < 1.0

@@ -34,3 +34,8 @@ def test_bad_addresses_are_refused_without_leaking(raw: str) -> None:
 def test_redact() -> None:
     assert redact("redis://u:pw@h:1/0") == "redis://u:<redacted>@h:1/0"
     assert redact("redis://h:1") == "redis://h:1"
+
+
+def test_redact_when_the_password_holds_a_slash_or_at() -> None:
+    assert redact("redis://:ab/cd@host:6379") == "redis://:<redacted>@host:6379"
+    assert redact("redis://u:a@b/c@host:1/2") == "redis://u:<redacted>@host:1/2"
