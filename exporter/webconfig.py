@@ -3,6 +3,7 @@ Prometheus configured for a Go exporter's TLS and auth scrapes this one unchange
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -130,18 +131,21 @@ def _headers(raw: Any) -> dict[str, str]:
 
 
 class BasicAuthMiddleware:
-    """Checks bcrypt basic auth. bcrypt costs tens of milliseconds by design, so a verified
-    (user, password) pair is remembered by its salted SHA-256, as exporter-toolkit does."""
+    """Checks bcrypt basic auth. bcrypt costs tens of milliseconds by design, so the check runs
+    in a thread, off the event loop, and a verified (user, password) pair is remembered by its
+    salted SHA-256, as exporter-toolkit does. An unknown user costs one bcrypt check against a
+    fixed dummy hash, like a known one, so timing does not tell which users exist."""
 
     def __init__(self, app: ASGIApp, users: Mapping[str, bytes], max_cache: int = 1024) -> None:
         self.app = app
         self.users = users
         self.max_cache = max_cache
         self._salt = bcrypt.gensalt()
+        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt())
         self._verified: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._authorized(scope):
+        if scope["type"] != "http" or await self._authorized(scope):
             await self.app(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 401, "headers": [
@@ -149,28 +153,45 @@ class BasicAuthMiddleware:
             (b"content-type", b"text/plain; charset=utf-8")]})
         await send({"type": "http.response.body", "body": b"Unauthorized\n"})
 
-    def _authorized(self, scope: Scope) -> bool:
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, encoded = header.partition(b" ")
-        if scheme.lower() != b"basic":
+    async def _authorized(self, scope: Scope) -> bool:
+        credentials = _credentials(scope)
+        if credentials is None:
             return False
-        try:
-            user_b, _, password = base64.b64decode(encoded, validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        hashed = self.users.get(user_b.decode(errors="replace"))
-        if hashed is None:
-            bcrypt.checkpw(password, bcrypt.hashpw(b"x", self._salt))
-            return False
-        key = hashlib.sha256(self._salt + user_b + b"\0" + password + b"\0" + hashed).digest()
-        if key in self._verified:
+        user, password = credentials
+        known = self.users.get(user.decode(errors="replace"))
+        hashed = known if known is not None else self._dummy
+        key = hashlib.sha256(self._salt + user + b"\0" + password + b"\0" + hashed).digest()
+        if known is not None and key in self._verified:
             return True
-        if not bcrypt.checkpw(password, hashed):
+        ok = await asyncio.to_thread(_checkpw, password, hashed)
+        if not ok or known is None:
             return False
         if len(self._verified) >= self.max_cache:
             self._verified.clear()
         self._verified.add(key)
         return True
+
+
+def _credentials(scope: Scope) -> tuple[bytes, bytes] | None:
+    header = dict(scope["headers"]).get(b"authorization", b"")
+    scheme, _, encoded = header.partition(b" ")
+    if scheme.lower() != b"basic":
+        return None
+    try:
+        user, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return None
+    return (user, password) if sep else None
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    """bcrypt reads at most 72 bytes; bcrypt 5 refuses longer passwords rather than cut them."""
+    if len(password) > 72:
+        return False
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:
+        return False
 
 
 class HeadersMiddleware:
