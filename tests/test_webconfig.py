@@ -67,6 +67,8 @@ def test_tls_with_client_cert_and_basic_auth(tls_sidecar: SidecarProcess, certs:
             client.get(f"{tls_sidecar.web_url}/metrics", auth=("someone", PASSWORD)).status_code
             == 401
         )
+        too_long = client.get(f"{tls_sidecar.web_url}/metrics", auth=(USER, "x" * 100))
+        assert too_long.status_code == 401
 
 
 def test_tls_refuses_clients_without_a_certificate(
