@@ -172,6 +172,8 @@ class SeriesStore:
             self.series_count < self.max_series_total
         ):
             return True
+        if self._last_prune == self.now:  # pruned already in this batch: nothing more to free
+            return False
         self.prune(drop_empty=False)  # `fam` may be empty: it must stay the one in the store
         return len(fam.series) < self.max_series_per_metric and (
             self.series_count < self.max_series_total

@@ -189,3 +189,24 @@ def test_a_family_being_filled_survives_the_prune_that_makes_room_for_it() -> No
     assert store.families["new"] is new
     assert _values(store.collect(), "new") == {A: 2}
     assert list(store.families) == ["new"]
+
+
+def test_a_flood_at_the_limit_prunes_once_per_batch_not_once_per_point() -> None:
+    clock = Clock()
+    store = SeriesStore(max_series_per_metric=3, staleness_seconds=10, clock=clock)
+    fam = store.family("g", "gauge", "")
+    assert fam is not None
+    prunes = 0
+    prune = store.prune
+
+    def counting_prune(drop_empty: bool = True) -> None:
+        nonlocal prunes
+        prunes += 1
+        prune(drop_empty)
+
+    store.prune = counting_prune  # type: ignore[method-assign]
+    clock.now += 1
+    store.tick()
+    kept = [store.put_number(fam, (("i", str(i)),), i, 0, False) for i in range(1000)]
+    assert kept.count(True) == 3
+    assert prunes <= 1
