@@ -111,6 +111,8 @@ class SlowQueryStore:
         if not 0.0 <= seconds < math.inf:
             return
         fingerprint = fingerprint[: self.max_fingerprint_length]
+        cut = MAX_LABEL_VALUE_LENGTH
+        operation, collection, db_system = operation[:cut], collection[:cut], db_system[:cut]
         if when is None or not 0.0 <= when <= _LATEST:
             when = self.wall_clock()
         with self._lock:

@@ -92,3 +92,12 @@ def test_endpoint_refuses_bad_limits(limit: str) -> None:
     response = _get(SlowQueryStore(), f"/api/slow-queries?limit={limit}")
     assert response.status_code == 400
     assert "limit" in response.json()["error"]
+
+
+def test_names_from_spans_are_cut_to_label_length() -> None:
+    store = SlowQueryStore()
+    store.record("SELECT ?", 0.6, operation="S" * 10_000, collection="c" * 10_000,
+                 db_system="d" * 10_000)
+    (entry,) = store.top(1)
+    assert max(len(entry.db_operation_name), len(entry.db_collection_name),
+               len(entry.db_system_name)) <= 128

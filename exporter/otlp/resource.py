@@ -23,6 +23,15 @@ SERVICE_INSTANCE_ID = "service_instance_id"
 UNKNOWN_SERVICE = "unknown_service"
 _IDENTIFYING = ("host.name", "host.id", "container.id", "k8s.pod.uid", "process.pid")
 _CACHE_MAX = 1024
+# Resource attributes kept out of target_info: command lines carry whatever the app was started
+# with (a `--redis-url redis://:pw@...`), and names that say secret mean it.
+_WITHHELD_PREFIXES = ("process.command",)
+_WITHHELD_WORDS = ("password", "passwd", "secret", "token", "credential", "api_key", "apikey")
+
+
+def _withheld(key: str) -> bool:
+    lowered = key.lower()
+    return lowered.startswith(_WITHHELD_PREFIXES) or any(w in lowered for w in _WITHHELD_WORDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +61,7 @@ def _build(resource: Resource) -> Producer:
         name = f"{namespace}/{name}"
     instance = values.get("service.instance.id") or _derive_instance(values)
     name, instance = name[:MAX_LABEL_VALUE_LENGTH], instance[:MAX_LABEL_VALUE_LENGTH]
-    target = attribute_labels(resource.attributes)
+    target = attribute_labels([kv for kv in resource.attributes if not _withheld(kv.key)])
     target[SERVICE_NAME] = name
     target[SERVICE_INSTANCE_ID] = instance
     return Producer(name, instance, tuple(sorted(target.items())))
