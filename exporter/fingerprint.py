@@ -19,7 +19,7 @@ from functools import lru_cache
 
 __all__ = ["KEYWORDS", "fingerprint", "normalized_tokens"]
 
-_COMMENT = r"(?P<c>--[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/|\Z))"
+_COMMENT = r"(?P<c>--[^\n]*|\#(?!>)[^\n]*|/\*(?:[^*]|\*(?!/))*(?:\*/|\Z))"
 _STANDARD_STRING = r"(?:[bBxXnN]|[uU]&)?'(?:[^']|'')*(?:'|\Z)"
 _BACKSLASH_STRING = r"(?:[bBxXnN]|[uU]&)?'(?:[^'\\]|\\.|'')*(?:'|\Z)"
 _E_STRING = r"[eE]'(?:[^'\\]|\\.|'')*(?:'|\Z)"
@@ -33,7 +33,7 @@ _SPECIAL_PARAMS = {
     "__[": r"__\[POSTCOMPILE_\w+\]",
 }
 _WORD = r"(?P<w>[^\W\d][\w$]*)"
-_NUMBER = r"(?P<n>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+_NUMBER = r"(?P<n>(?:0[xXbBoO][0-9a-fA-F_]+|(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][+-]?\d+)?)\w*)"
 _OPERATOR = r"(?P<o>::|<=|>=|<>|!=|\|\||->>|->|\#>>|\#>|[^\s\w])"
 
 
@@ -63,7 +63,7 @@ def _scanner(features: tuple[bool, ...], backslash: bool) -> re.Pattern[str]:
 
 def _features(sql: str) -> tuple[bool, ...]:
     return (
-        "--" in sql or "/*" in sql,
+        "--" in sql or "/*" in sql or "#" in sql,
         "'" in sql,
         "$" in sql,
         '"' in sql or "`" in sql,
@@ -110,23 +110,30 @@ _LITERAL_LIST_TOKENS = frozenset({"?", ",", "(", ")", "[", "]", "::", "ARRAY"})
 _CACHED_LENGTH = 4096
 
 
-def fingerprint(sql: str) -> str:
+# Systems where "..." is a string literal (MySQL without ANSI_QUOTES; SQLite falls back to a
+# string when no column has that name), not a quoted identifier.
+DOUBLE_QUOTED_STRINGS = frozenset({"mysql", "mariadb", "sqlite"})
+
+
+def fingerprint(sql: str, db_system: str = "") -> str:
     """Return the normalised text of `sql`, with every literal and placeholder as `?`.
+    `db_system` (`db.system.name`) says whether "..." can be a string there.
 
     Statements repeat, so results for texts up to 4096 characters are kept (4096 of them).
     """
+    strings = db_system.lower() in DOUBLE_QUOTED_STRINGS
     if len(sql) <= _CACHED_LENGTH:
-        return _cached_fingerprint(sql)
-    return _fingerprint(sql)
+        return _cached_fingerprint(sql, strings)
+    return _fingerprint(sql, strings)
 
 
 @lru_cache(maxsize=4096)
-def _cached_fingerprint(sql: str) -> str:
-    return _fingerprint(sql)
+def _cached_fingerprint(sql: str, double_quoted_strings: bool) -> str:
+    return _fingerprint(sql, double_quoted_strings)
 
 
-def _fingerprint(sql: str) -> str:
-    text = " ".join(normalized_tokens(sql))
+def _fingerprint(sql: str, double_quoted_strings: bool = False) -> str:
+    text = " ".join(normalized_tokens(sql, double_quoted_strings))
     for spaced, tight in _SPACING:
         if spaced in text:
             text = text.replace(spaced, tight)
@@ -151,20 +158,20 @@ def _is_word_char(text: str, index: int) -> bool:
     return index >= 0 and (text[index].isalnum() or text[index] in "_$")
 
 
-def normalized_tokens(sql: str) -> list[str]:
+def normalized_tokens(sql: str, double_quoted_strings: bool = False) -> list[str]:
     """Tokens of the fingerprint: `?` for values, keywords upper-cased, no comments."""
     sql = _masked(sql.rstrip())
     if len(sql) > _LONG:
         # Long IN lists of numbers and placeholders fold here, in one regex pass, rather than
         # token by token. The pattern holds no quote, so it cannot reach across a literal's end.
         sql = _PLAIN_IN_LIST.sub(r"\1 (?)", sql)
-    tokens = _tokens(sql, _scanner(_features(sql), False))
+    tokens = _tokens(sql, _scanner(_features(sql), False), double_quoted_strings)
     while tokens and tokens[-1] == ";":
         tokens.pop()
     return _fold_values(tokens) if "VALUES" in tokens else tokens
 
 
-def _tokens(sql: str, scanner: re.Pattern[str]) -> list[str]:
+def _tokens(sql: str, scanner: re.Pattern[str], double_quoted_strings: bool = False) -> list[str]:
     out: list[str] = []
     append, keywords, plain_identifier = out.append, KEYWORDS, _PLAIN_QUOTED_IDENTIFIER.fullmatch
     pos = 0
@@ -196,7 +203,8 @@ def _tokens(sql: str, scanner: re.Pattern[str]) -> list[str]:
                 append("?")
             elif kind == "q":
                 quoted = match.group("q")
-                append(quoted if plain_identifier(quoted) else "?")
+                string = double_quoted_strings and quoted[0] == '"'
+                append(quoted if not string and plain_identifier(quoted) else "?")
             elif kind == "c" and _nested(match):
                 resume = _block_comment_end(sql, match.start("c") + 2)
                 break

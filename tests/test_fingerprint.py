@@ -179,3 +179,34 @@ def test_long_in_lists_fold_and_leak_nothing(secret: str, quote: object, length:
 @given(sql=st.text(max_size=200))
 def test_any_text_gives_a_string(sql: str) -> None:
     assert isinstance(fingerprint(sql), str)
+
+
+@pytest.mark.parametrize("system", ["mysql", "mariadb", "sqlite"])
+def test_double_quoted_words_are_strings_where_the_system_says_so(system: str) -> None:
+    sql = 'SELECT * FROM t WHERE token = "s3cr3tTok"'
+    assert "s3cr3tTok" not in fingerprint(sql, system)
+    assert fingerprint(sql, system) == fingerprint('SELECT * FROM t WHERE token = "other"', system)
+
+
+def test_double_quoted_identifiers_stay_on_postgresql() -> None:
+    assert fingerprint('SELECT "id" FROM "trades" WHERE "id" = 7', "postgresql") == \
+        'SELECT "id" FROM "trades" WHERE "id" = ?'
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT a FROM t WHERE x = 1 # password=hunter2\nAND y = 2",
+        "SELECT 0b1010 AS hunter2x FROM t",
+        "SELECT a FROM t WHERE n IN (0o17, 1_000_999, 0xFF_FF, 10L)",
+    ],
+)
+def test_hash_comments_and_number_forms_fold(sql: str) -> None:
+    out = fingerprint(sql)
+    for leak in ("hunter2", "password", "1010", "17", "000_999", "FF_FF", "10L", "_"):
+        assert leak not in out.replace("hunter2x", ""), out
+
+
+def test_postgresql_json_path_operators_are_not_comments() -> None:
+    assert fingerprint("SELECT data #> '{a}' FROM t WHERE x = 1") == \
+        "SELECT data #> ? FROM t WHERE x = ?"

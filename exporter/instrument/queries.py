@@ -120,7 +120,7 @@ class EngineQueries:
         if not self.active:
             return
         if entry.fingerprint is None:
-            entry.fingerprint = fingerprint(entry.text)[:MAX_FINGERPRINT]
+            entry.fingerprint = fingerprint(entry.text, self._system)[:MAX_FINGERPRINT]
         attributes: dict[str, Any] = {
             **entry.attributes,
             semconv.DB_QUERY_FINGERPRINT: entry.fingerprint,

@@ -38,7 +38,7 @@ _WANTED = frozenset((MARK, FINGERPRINT, *_TEXT, *_OPERATION, *_COLLECTION, *_SYS
 _MARKED_PRODUCERS_MAX = 4096
 _MAX_OPERATION_LENGTH = 32
 
-Fingerprinter = Callable[[str], str]
+Fingerprinter = Callable[[str, str], str]
 
 
 @dataclass(slots=True)
@@ -134,7 +134,7 @@ class SlowSpanRecorder:
         statement = _first(c.found, (FINGERPRINT, *_TEXT))
         if not statement.strip():
             return
-        fingerprint = self._fingerprint(statement)
+        fingerprint = self._fingerprint(statement, _first(c.found, _SYSTEM))
         if fingerprint is None:
             return
         span = c.span
@@ -150,11 +150,11 @@ class SlowSpanRecorder:
             when=span.end_time_unix_nano / 1e9 if span.end_time_unix_nano else None,
         )
 
-    def _fingerprint(self, statement: str) -> str | None:
+    def _fingerprint(self, statement: str, db_system: str) -> str | None:
         if len(statement) > self.max_statement_length:
             return f"(statement longer than {self.max_statement_length} characters)"
         try:
-            return self.fingerprint(statement)
+            return self.fingerprint(statement, db_system)
         except Exception:
             log.warning("a statement could not be fingerprinted; its span is skipped")
             return None
