@@ -54,11 +54,20 @@ def _timeout(request: Request, configured: float) -> float:
     return max(0.05, min(configured, announced))
 
 
+def _accepts_gzip(header: str) -> bool:
+    for part in header.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=")
+            return not q or q.strip() not in ("0", "0.0", "0.00", "0.000")
+    return False
+
+
 def _exposition(request: Request, families: list[Family]) -> Response:
     openmetrics = wants_openmetrics(request.headers.get("accept"))
     body = render(families, openmetrics)
     headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if _accepts_gzip(request.headers.get("accept-encoding", "")):
         body = gzip.compress(body, compresslevel=1, mtime=0)
         headers["Content-Encoding"] = "gzip"
     return Response(body, headers=headers)

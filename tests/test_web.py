@@ -136,3 +136,9 @@ def test_index_page_links_endpoints(sidecar: SidecarProcess) -> None:
     page = httpx.get(sidecar.web_url + "/").text
     for path in ("/metrics", "/api/slow-queries", "/healthz"):
         assert f'href="{path}"' in page
+
+
+def test_gzip_refused_with_q_zero(sidecar: SidecarProcess) -> None:
+    r = httpx.get(f"{sidecar.web_url}/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in r.headers
+    assert "\nredis_up 1\n" in r.text
