@@ -16,6 +16,7 @@ from tests.support.tools import run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTS = REPO / "alerts"
+ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = sorted(ALERTS.glob("*.rules.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*_test.yml"))
 RUNBOOKS = ALERTS / "runbooks.md"
@@ -180,7 +181,7 @@ def test_every_alert_has_firing_and_quiet_cases(alertname: str) -> None:
 
 
 def test_alertmanager_config_is_valid() -> None:
-    result = run_tool("amtool", ["check-config", str(ALERTS / "alertmanager.yml")])
+    result = run_tool("amtool", ["check-config", str(ALERTMANAGER)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -188,14 +189,14 @@ def test_alertmanager_config_is_valid() -> None:
     ("critical", "pager"), ("warning", "ticket"), ("info", "blackhole")])
 def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
     result = run_tool("amtool", ["config", "routes", "test",
-                                 f"--config.file={ALERTS / 'alertmanager.yml'}",
+                                 f"--config.file={ALERTMANAGER}",
                                  f"severity={severity}", "alertname=RedisDown"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
 
 
 def test_alertmanager_inhibitions_name_real_alerts() -> None:
-    config = _load(ALERTS / "alertmanager.yml")
+    config = _load(ALERTMANAGER)
     named = set()
     for rule in config.get("inhibit_rules", []):
         for matcher in rule.get("source_matchers", []) + rule.get("target_matchers", []):
