@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -218,9 +219,16 @@ def _histogram_family(store: SeriesStore, metric: Metric) -> MetricFamily | None
 
 
 def _histogram_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
-    delta = bool(_temporality(metric.histogram.aggregation_temporality))
+    _each_histogram_point(batch, fam, metric.histogram, _histogram_point)
+
+
+def _each_histogram_point(batch: _Batch, fam: MetricFamily, data: Any,
+                          apply: Callable[[_Batch, MetricFamily, Labels, Any, bool], None]
+                          ) -> None:
+    """Classic and exponential histograms alike: labels, no-value points, then `apply`."""
+    delta = bool(_temporality(data.aggregation_temporality))
     store, out = batch.store, batch.out
-    for dp in metric.histogram.data_points:
+    for dp in data.data_points:
         labels = batch.labels(dp.attributes)
         if labels is None:
             out.unsupported += 1
@@ -228,7 +236,7 @@ def _histogram_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
             store.remove(fam, labels)
             out.accepted += 1
         else:
-            _histogram_point(batch, fam, labels, dp, delta)
+            apply(batch, fam, labels, dp, delta)
 
 
 def _histogram_point(
@@ -259,18 +267,7 @@ def _exp_histogram_family(store: SeriesStore, metric: Metric) -> MetricFamily | 
 
 
 def _exp_histogram_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
-    data = metric.exponential_histogram
-    delta = bool(_temporality(data.aggregation_temporality))
-    store, out = batch.store, batch.out
-    for dp in data.data_points:
-        labels = batch.labels(dp.attributes)
-        if labels is None:
-            out.unsupported += 1
-        elif dp.flags & NO_RECORDED_VALUE:
-            store.remove(fam, labels)
-            out.accepted += 1
-        else:
-            _exp_point(batch, fam, labels, dp, delta)
+    _each_histogram_point(batch, fam, metric.exponential_histogram, _exp_point)
 
 
 def _exp_point(

@@ -10,6 +10,7 @@ from opentelemetry.sdk.metrics import Meter
 from exporter.exposition import Family, render
 from exporter.otlp.store import SeriesStore
 from exporter.otlp.translate import apply_metrics
+from tests.support.exported_metrics import APP_FAMILIES
 
 from .sdk import metrics_request
 
@@ -66,19 +67,8 @@ def test_semantic_convention_instruments_get_the_contract_names() -> None:
     outcome = apply_metrics(request, store)
     assert outcome.dropped == 0 and outcome.accepted == 11
     fams = _families(store)
-    expected = {
-        "db_client_operation_duration_seconds": "histogram",
-        "db_client_connection_count": "gauge",
-        "db_client_connection_max": "gauge",
-        "db_client_connection_idle_max": "gauge",
-        "db_client_connection_idle_min": "gauge",
-        "db_client_connection_pending_requests": "gauge",
-        "db_client_connection_timeouts_total": "counter",
-        "db_client_connection_create_time_seconds": "histogram",
-        "db_client_connection_wait_time_seconds": "histogram",
-        "db_client_connection_use_time_seconds": "histogram",
-        "target_info": "gauge",
-    }
+    # Every application family but the sidecar's own slow-query counter.
+    expected = {k: v for k, v in APP_FAMILIES.items() if k != "tradesense_slow_queries_total"}
     assert {name: f.type for name, f in fams.items()} == expected
     identity = {"service_name", "service_instance_id", "otel_scope_name", "otel_scope_version"}
     assert _label_names(fams["db_client_operation_duration_seconds"]) == identity | {
