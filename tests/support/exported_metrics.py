@@ -5,7 +5,7 @@ tests/redis/data/redis_exporter-1.45/*.prom, copied from the shared reference (t
 serves the same `redis_*` names), with
 the documented corrections: every `_total` family is a counter, and the Go exporter's own scrape
 counter and scrape-duration summary are not served. The sidecar's own and the application's
-families are listed here as the design and issues 2 and 3 name them.
+families are listed here as the design and issues 2, 3 and 7 name them.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ APP_FAMILIES: dict[str, str] = {
     "db_client_connection_use_time_seconds": "histogram",
     "tradesense_slow_queries_total": "counter",
     "target_info": "gauge",
+    "http_server_request_duration_seconds": "histogram",
+    "http_server_active_requests": "gauge",
+    "cache_gets_total": "counter",
+    "cache_puts_total": "counter",
+    "cache_evictions_total": "counter",
+    "cache_invalidations_total": "counter",
+    "cache_errors_total": "counter",
 }
 
 # Series Prometheus itself attaches to every scrape.
