@@ -5,26 +5,27 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from exporter.instrument import semconv
+from exporter.instrument import http_asgi, http_wsgi, semconv
+from exporter.instrument.cache import CacheMetrics
 from exporter.instrument.collection import BoundedNames
+from exporter.instrument.http_server import HttpServerMetrics
 from exporter.instrument.providers import ExportSettings
 from exporter.instrument.queries import Bounds, EngineQueries
 from exporter.instrument.redis_pool import RedisPool
 from exporter.instrument.sqlalchemy_pool import SqlAlchemyPool
-from exporter.instrument.telemetry import Telemetry, resolve
+from exporter.instrument.telemetry import MAX_ERROR_TYPES, Telemetry, resolve
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_COLLECTIONS = 100
 MAX_OPERATIONS = 32
-MAX_ERROR_TYPES = 32
 
 _OWNERS: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
 _OWNERS_LOCK = threading.RLock()
@@ -39,6 +40,8 @@ class Instrumentation:
         self._queries: list[EngineQueries] = []
         self._sql_pools: list[SqlAlchemyPool] = []
         self._redis_pools: list[RedisPool] = []
+        self._apps: list[tuple[Any, Callable[[], None]]] = []
+        self._caches: list[CacheMetrics] = []
 
     @property
     def engines(self) -> list[Any]:
@@ -66,7 +69,38 @@ class Instrumentation:
                 redis_pool.remove()
                 pools.unregister(redis_pool)
                 _OWNERS.pop(redis_pool.pool, None)
+            for app, remove in self._apps:
+                remove()
+                _OWNERS.pop(app, None)
+            for cache in self._caches:
+                cache.active = False
             self._queries, self._sql_pools, self._redis_pools = [], [], []
+            self._apps, self._caches = [], []
+
+    def cache(self, name: str) -> CacheMetrics:
+        """The recorder a cache named `name` calls on each lookup (see exporter.instrument.cache).
+        At most 100 distinct names are recorded, later ones as "_other"."""
+        recorder = CacheMetrics(self.telemetry.meters.cache, name)
+        with _OWNERS_LOCK:
+            self._caches.append(recorder)
+        return recorder
+
+    def add_app(self, app: Any) -> bool:
+        """Time every HTTP request of a Starlette/FastAPI (ASGI) or Flask (WSGI) app."""
+        if http_asgi.is_asgi_app(app):
+            installer = http_asgi.install
+        elif http_wsgi.is_flask_app(app):
+            installer = http_wsgi.install
+        else:
+            raise TypeError(f"not a Starlette, FastAPI or Flask application: {type(app).__name__}")
+        with _OWNERS_LOCK:
+            if app in _OWNERS:
+                log.debug("app %r is already instrumented", app)
+                return False
+            _OWNERS[app] = self
+            recorder = HttpServerMetrics(self.telemetry.meters.http)
+            self._apps.append((app, installer(app, recorder)))
+            return True
 
     def add_engine(self, engine: Any) -> bool:
         engine = getattr(engine, "sync_engine", engine)
@@ -110,6 +144,7 @@ def instrument(
     engine: Any = None,
     redis_client: Any = None,
     *,
+    app: Any = None,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     slow_query_threshold: float | None = 0.5,
@@ -124,6 +159,8 @@ def instrument(
     `engine`: a SQLAlchemy Engine or AsyncEngine, or a list of them. `redis_client`: a redis-py
     client or connection pool (sync or asyncio), or a list. Already instrumented ones are skipped.
     Providers: the ones given, else global SDK providers, else our own exporting OTLP/HTTP to
+    `app`: a Starlette or FastAPI (ASGI) or Flask (WSGI) application, whose requests are timed
+    from then on (in place: no wrapping needed). `handle.cache(name)` gives a cache its recorder.
     `otlp_endpoint` (default from `OTEL_EXPORTER_OTLP_ENDPOINT`, else http://127.0.0.1:4318),
     or to `metric_exporter` / `span_exporter` when given. A statement slower than
     `slow_query_threshold` seconds (None: never) becomes a span; at most `max_collections`
@@ -141,6 +178,8 @@ def instrument(
         handle.add_engine(each)
     for each in _as_list(redis_client):
         handle.add_redis(each)
+    for each in _as_list(app):
+        handle.add_app(each)
     return handle
 
 

@@ -1,4 +1,5 @@
-"""Names, units and attribute keys from the OpenTelemetry database semantic conventions."""
+"""Names, units and attribute keys: the OpenTelemetry database and HTTP semantic conventions,
+and the app-cache instruments (no convention exists: Micrometer's shape, OTel attribute names)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,33 @@ def db_system_name(dialect_name: str, is_mariadb: bool = False) -> str:
     if is_mariadb:
         return "mariadb"
     return _DB_SYSTEMS.get(dialect_name, "other_sql")
+
+
+HTTP_SERVER_DURATION = "http.server.request.duration"
+HTTP_SERVER_ACTIVE_REQUESTS = "http.server.active_requests"
+HTTP_REQUEST_METHOD = "http.request.method"
+HTTP_ROUTE = "http.route"
+HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
+URL_SCHEME = "url.scheme"
+HTTP_DURATION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)
+HTTP_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE", "QUERY"}
+)
+
+CACHE_GETS = "cache.gets"
+CACHE_PUTS = "cache.puts"
+CACHE_EVICTIONS = "cache.evictions"
+CACHE_INVALIDATIONS = "cache.invalidations"
+CACHE_ERRORS = "cache.errors"
+CACHE_NAME = "cache.name"
+CACHE_LAYER = "cache.layer"
+CACHE_RESULT = "cache.result"
+HIT = "hit"
+MISS = "miss"
+
+
+def http_method(method: str) -> str:
+    """`http.request.method`: a known method as sent, anything else `_OTHER`."""
+    return method if method in HTTP_METHODS else OTHER_ERROR

@@ -9,7 +9,10 @@ from typing import Any
 from opentelemetry import metrics, trace
 
 from exporter.instrument import semconv
+from exporter.instrument.cache import CacheInstruments
+from exporter.instrument.collection import BoundedNames
 from exporter.instrument.histograms import HistogramSink, LocalHistogram, SdkHistogram
+from exporter.instrument.http_server import HttpInstruments
 from exporter.instrument.pool_metrics import PoolInstruments
 from exporter.instrument.providers import (
     SCOPE,
@@ -27,7 +30,9 @@ _DESCRIPTIONS = {
     semconv.CONNECTION_WAIT_TIME: "The time it took to obtain an open connection from the pool",
     semconv.CONNECTION_USE_TIME: "The time between borrowing a connection and returning it to "
     "the pool",
+    semconv.HTTP_SERVER_DURATION: "Duration of HTTP server requests.",
 }
+MAX_ERROR_TYPES = 32
 
 
 class Meters:
@@ -36,11 +41,12 @@ class Meters:
     def __init__(self, provider: metrics.MeterProvider, local: LocalHistograms | None) -> None:
         meter = provider.get_meter(SCOPE.name, SCOPE.version)
 
-        def histogram(name: str) -> HistogramSink:
+        def histogram(name: str, buckets: tuple[float, ...] = semconv.DURATION_BUCKETS
+                      ) -> HistogramSink:
             description = _DESCRIPTIONS[name]
             if local is None:
-                return SdkHistogram(meter, name, "s", description, semconv.DURATION_BUCKETS)
-            sink = LocalHistogram(name, "s", description, semconv.DURATION_BUCKETS)
+                return SdkHistogram(meter, name, "s", description, buckets)
+            sink = LocalHistogram(name, "s", description, buckets)
             local.items.append(sink)
             return sink
 
@@ -51,6 +57,11 @@ class Meters:
             create=histogram(semconv.CONNECTION_CREATE_TIME),
             use=histogram(semconv.CONNECTION_USE_TIME),
         )
+        errors = BoundedNames(MAX_ERROR_TYPES, semconv.OTHER_ERROR)
+        self.http = HttpInstruments(
+            meter, histogram(semconv.HTTP_SERVER_DURATION, semconv.HTTP_DURATION_BUCKETS), errors
+        )
+        self.cache = CacheInstruments(meter, errors)
 
 
 _METERS: dict[int, tuple[metrics.MeterProvider, Meters]] = {}
