@@ -201,6 +201,7 @@ def test_grafana_provisioning() -> None:
     assert len(providers) == 1
     path = providers[0]["options"]["path"]
     assert mounts[path] == REPO / "dashboards"
-    assert len(list(mounts[path].glob("*.json"))) == 3
+    assert {p.name for p in mounts[path].glob("*.json")} == {
+        "api.json", "database.json", "redis.json", "sidecar.json"}
     home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (mounts[path] / Path(home).relative_to(path)).is_file()

@@ -23,7 +23,7 @@ from tests.support.tools import run_tool
 
 PATHS = sorted(DASHBOARD_DIR.glob("*.json"))
 UIDS = {"redis.json": "tradesense-redis", "database.json": "tradesense-database",
-        "sidecar.json": "tradesense-sidecar"}
+        "sidecar.json": "tradesense-sidecar", "api.json": "tradesense-api"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Panel types that Grafana 10.0 and 11 both ship.
 PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "bargauge", "table", "text"}
@@ -42,7 +42,7 @@ def _panels(name: str) -> list[dict[str, Any]]:
     return [p for p in iter_panels(DASHBOARDS[name]) if p["type"] not in ("row", "text")]
 
 
-def test_the_three_dashboards_with_stable_uids() -> None:
+def test_the_dashboards_with_stable_uids() -> None:
     assert {name: d["uid"] for name, d in DASHBOARDS.items()} == UIDS
     titles = [d["title"] for d in DASHBOARDS.values()]
     assert len(set(titles)) == len(titles)
