@@ -153,6 +153,10 @@ class CacheMetrics:
         elif kind == "errors":
             attributes[semconv.ERROR_TYPE] = instruments.error_types.admit(extra[:128])
         counter: LocalCounter = getattr(instruments, kind)
+        if kind == "gets":  # both results from the first lookup on, so rate() sees every one
+            other = semconv.MISS if extra == semconv.HIT else semconv.HIT
+            sibling = {**attributes, semconv.CACHE_RESULT: other}
+            counter.cell(tuple(sorted(sibling.items())), sibling)
         cell = counter.cell(tuple(sorted(attributes.items())), attributes)
         if len(self._cells) < 4096:
             self._cells[(kind, layer, extra)] = cell

@@ -124,8 +124,9 @@ class HttpMetricsMiddleware:
         finally:
             seconds = perf_counter() - start
             active.add(-1)
-            recorder.finished(method, scheme, self._templates.of(scope), response.status, error,
-                              seconds)
+            # An app that raised before it started a response gets a 500 from the server.
+            status = response.status or (500 if error is not None else 0)
+            recorder.finished(method, scheme, self._templates.of(scope), status, error, seconds)
 
     def _check_peers(self) -> None:
         self._checked = True

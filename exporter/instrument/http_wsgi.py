@@ -74,7 +74,8 @@ class _Request:
         self._active.add(-1)
         environ = self._environ
         error = error or environ.get(ERROR_KEY)
-        self._recorder.finished(self.method, self.scheme, environ.get(ROUTE_KEY), self.status,
+        status = self.status or (500 if error is not None else 0)  # what the server answers
+        self._recorder.finished(self.method, self.scheme, environ.get(ROUTE_KEY), status,
                                 error, seconds)
 
 

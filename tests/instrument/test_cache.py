@@ -32,8 +32,8 @@ def test_hits_misses_and_the_rest_by_layer(telemetry: Telemetry) -> None:
     cache.invalidation("redis", count=5)
     cache.error("redis", ConnectionError("refused"))
     cache.error("redis", "TimeoutError")
-    assert counts(telemetry, GETS) == {("memory", "hit"): 3, ("redis", "hit"): 1,
-                                       ("redis", "miss"): 2}
+    assert counts(telemetry, GETS) == {("memory", "hit"): 3, ("memory", "miss"): 0,
+                                       ("redis", "hit"): 1, ("redis", "miss"): 2}
     assert counts(telemetry, "cache.puts") == {("memory",): 2}
     assert counts(telemetry, "cache.evictions") == {("memory",): 1}
     assert counts(telemetry, "cache.invalidations") == {("redis",): 5}
@@ -54,7 +54,13 @@ def test_counts_are_exact_across_threads(telemetry: Telemetry) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert counts(telemetry, GETS) == {("memory", "hit"): 80_000}
+    assert counts(telemetry, GETS) == {("memory", "hit"): 80_000, ("memory", "miss"): 0}
+
+
+def test_a_new_layer_shows_both_results_from_its_first_lookup(telemetry: Telemetry) -> None:
+    """So that rate() over cache_gets_total counts the first miss too."""
+    telemetry.instrument().cache("trades").hit("memory")
+    assert counts(telemetry, GETS) == {("memory", "hit"): 1, ("memory", "miss"): 0}
 
 
 def test_names_and_layers_are_bounded(telemetry: Telemetry) -> None:
@@ -73,7 +79,7 @@ def test_uninstrument_stops_recording(telemetry: Telemetry) -> None:
     cache.hit()
     handle.uninstrument()
     cache.hit()
-    assert counts(telemetry, GETS) == {("default", "hit"): 1}
+    assert counts(telemetry, GETS) == {("default", "hit"): 1, ("default", "miss"): 0}
 
 
 def test_read_through_against_real_redis(telemetry: Telemetry,
@@ -121,7 +127,7 @@ def test_async_read_through_falls_back_when_redis_is_down(telemetry: Telemetry) 
             await client.aclose()
 
     assert asyncio.run(run()) == ["fresh", "fresh"]
-    assert counts(telemetry, GETS) == {("redis", "miss"): 2}
+    assert counts(telemetry, GETS) == {("redis", "hit"): 0, ("redis", "miss"): 2}
     assert counts(telemetry, "cache.errors") == {("redis", "ConnectionError"): 4}
 
 
@@ -133,4 +139,4 @@ def test_loader_failure_propagates(telemetry: Telemetry) -> None:
 
     with pytest.raises(LookupError):
         cache.read_through("k", load, get=lambda k: None, set=lambda k, v, t: None)
-    assert counts(telemetry, GETS) == {("default", "miss"): 1}
+    assert counts(telemetry, GETS) == {("default", "hit"): 0, ("default", "miss"): 1}

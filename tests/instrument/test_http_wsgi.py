@@ -81,6 +81,7 @@ def test_propagated_exception_is_recorded_and_reraised(app: Flask, telemetry: Te
         app.test_client().get("/boom", buffered=True)
     (point,) = telemetry.points(DURATION)
     assert point.attributes["error.type"] == "KeyError"
+    assert point.attributes["http.response.status_code"] == "500"  # what the server answers
     assert [p.value for p in telemetry.points(ACTIVE)] == [0]
 
 
