@@ -100,6 +100,31 @@ async def recent_trades(connection: AsyncConnection, user_id: int,
     return [{**row._mapping, "opened_at": row.opened_at.isoformat()} for row in rows]
 
 
+async def trade_by_id(connection: AsyncConnection, user_id: int,
+                      trade_id: int) -> dict[str, Any] | None:
+    """The trade, when it is `user_id`'s; else None."""
+    query = (
+        select(trades.c.id, trades.c.symbol, trades.c.side, trades.c.quantity, trades.c.price,
+               trades.c.pnl, trades.c.opened_at)
+        .where(trades.c.id == trade_id, trades.c.user_id == user_id)
+    )
+    row = (await connection.execute(query)).first()
+    return None if row is None else {**row._mapping, "opened_at": row.opened_at.isoformat()}
+
+
+async def user_exists(connection: AsyncConnection, user_id: int) -> bool:
+    found = await connection.scalar(select(users.c.id).where(users.c.id == user_id))
+    return found is not None
+
+
+async def insert_trade(connection: AsyncConnection, trade: dict[str, Any]) -> dict[str, Any]:
+    """Insert a trade (user_id, symbol, side, quantity, price, pnl), opened now."""
+    row = {**trade, "opened_at": datetime.now(UTC)}
+    result = await connection.execute(insert(trades).values(**row))
+    trade_id = result.inserted_primary_key[0]
+    return {"id": trade_id, **row, "opened_at": row["opened_at"].isoformat()}
+
+
 async def summary(connection: AsyncConnection, user_id: int) -> list[dict[str, Any]]:
     wins = func.sum(case((trades.c.pnl > 0, 1), else_=0))
     query = (

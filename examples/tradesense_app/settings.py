@@ -1,4 +1,17 @@
-"""Start-up settings, read once from the environment."""
+"""Start-up settings, read once from the environment.
+
+    DATABASE_URL                 sqlite:///<tmp>/tradesense-demo.db; postgresql://... works too
+    REDIS_URL                    redis://127.0.0.1:6379/0
+    SLOW_QUERY_THRESHOLD         0.5 (seconds)
+    SLOW_CTE_ROWS                1500000 (how slow the SQLite slow summary is)
+    TRADESENSE_KEY_PREFIX        tradesense: (every Redis key the app writes starts with it)
+    TRADESENSE_MEMORY_ENTRIES    1000 (entries per cache in the in-memory LRU layer)
+    TRADESENSE_MEMORY_TTL        30 (seconds an entry may live in memory, at most its own TTL)
+    TRADESENSE_REDIS_TIMEOUT     0.5 (seconds: a hung Redis costs a lookup at most about this)
+    TRADESENSE_RATE_LIMIT        100 (requests per client per window; 0 turns the limit off)
+    TRADESENSE_RATE_WINDOW       60 (seconds)
+    TRADESENSE_FAULTS            0 (1: honour X-Inject-Error and X-Inject-Latency-Ms; demos only)
+"""
 
 from __future__ import annotations
 
@@ -7,8 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-SHORT_TTL = 300  # seconds: trade lists, as TradeSense caches them
+SHORT_TTL = 300  # seconds: trade lists and trades, as TradeSense caches them
 LONG_TTL = 3600  # seconds: analytics summaries
+GZIP_MINIMUM_SIZE = 1024  # bytes: smaller responses go out uncompressed
 
 
 @dataclass(frozen=True)
@@ -21,15 +35,30 @@ class Settings:
     slow_rows: int = 1_500_000  # rows of the recursive CTE that makes SQLite slow on demand
     pool_size: int = 20
     max_overflow: int = 40
+    key_prefix: str = "tradesense:"
+    memory_entries: int = 1000
+    memory_ttl: float = 30.0
+    redis_timeout: float = 0.5
+    rate_limit: int = 100
+    rate_window: float = 60.0
+    faults: bool = False
 
     @classmethod
     def from_environment(cls) -> Settings:
         default_db = Path(tempfile.gettempdir()) / "tradesense-demo.db"
+        env = os.environ.get
         return cls(
-            database_url=os.environ.get("DATABASE_URL", f"sqlite:///{default_db}"),
-            redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-            slow_query_threshold=float(os.environ.get("SLOW_QUERY_THRESHOLD", "0.5")),
-            slow_rows=int(os.environ.get("SLOW_CTE_ROWS", "1500000")),
+            database_url=env("DATABASE_URL", f"sqlite:///{default_db}"),
+            redis_url=env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            slow_query_threshold=float(env("SLOW_QUERY_THRESHOLD", "0.5")),
+            slow_rows=int(env("SLOW_CTE_ROWS", "1500000")),
+            key_prefix=env("TRADESENSE_KEY_PREFIX", "tradesense:"),
+            memory_entries=int(env("TRADESENSE_MEMORY_ENTRIES", "1000")),
+            memory_ttl=float(env("TRADESENSE_MEMORY_TTL", "30")),
+            redis_timeout=float(env("TRADESENSE_REDIS_TIMEOUT", "0.5")),
+            rate_limit=int(env("TRADESENSE_RATE_LIMIT", "100")),
+            rate_window=float(env("TRADESENSE_RATE_WINDOW", "60")),
+            faults=env("TRADESENSE_FAULTS", "0").strip().lower() in ("1", "true", "yes", "on"),
         )
 
 
