@@ -22,14 +22,17 @@ TEST_FILES = sorted((ALERTS / "tests").glob("*_test.yml"))
 RUNBOOKS = ALERTS / "runbooks.md"
 RUNBOOK_BASE = "https://github.com/tradesense/tradesense-exporter/blob/main/alerts/runbooks.md"
 REQUIRED_ALERTS = {"RedisDown", "RedisCacheHitRateLow", "DatabaseSlowQueries",
-                   "DatabasePoolSaturated", "DatabasePoolTimeouts"}
+                   "DatabasePoolSaturated", "DatabasePoolTimeouts",
+                   "ApiAvailabilityBudgetBurnFast", "ApiAvailabilityBudgetBurnSlow",
+                   "ApiLatencyBudgetBurnFast", "ApiLatencyBudgetBurnSlow",
+                   "AppCacheHitRatioLow", "AppCacheFallback"}
 SEVERITIES = {"critical", "warning", "info"}
 RATE_FUNCTIONS = {"rate", "irate", "increase"}
 
 
 def _load(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _rules(kind: str) -> list[dict[str, Any]]:
@@ -60,7 +63,7 @@ def github_anchors(markdown: str) -> set[str]:
 
 def test_rule_files_exist() -> None:
     assert {p.name for p in RULE_FILES} >= {"redis.rules.yml", "database.rules.yml",
-                                            "sidecar.rules.yml"}
+                                            "sidecar.rules.yml", "api.rules.yml"}
 
 
 def test_promtool_check_rules() -> None:
@@ -141,6 +144,17 @@ def test_recording_rule_names_are_level_metric_operations() -> None:
     assert "instance:redis_keyspace_hit_ratio:ratio_rate5m" in names
     assert {f"service_operation:db_client_operation_duration_seconds:p{q}_rate5m"
             for q in (50, 95, 99)} <= names
+    # What the API dashboard and the end-to-end tests read.
+    assert {f"service_route:http_server_request_duration_seconds:p{q}_rate5m"
+            for q in (50, 95, 99)} <= names
+    assert {"service_route:http_server_request_duration_seconds_count:rate5m",
+            "service_route:http_server_request_error_ratio:ratio_rate5m",
+            "service_cache:cache_hit_ratio:ratio_rate5m",
+            "service_cache_layer:cache_hit_share:ratio_rate5m",
+            "service_cache_layer:cache_errors:rate5m"} <= names
+    assert {f"service:http_server_request_{sli}_ratio:ratio_rate{w}"
+            for sli in ("error", "slow")
+            for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")} <= names
 
 
 def test_rule_expressions_use_exported_metrics_only() -> None:
@@ -214,3 +228,4 @@ def test_runbooks_name_real_dashboard_panels() -> None:
     quoted = {" ".join(q.split()) for q in re.findall(r'"([^"]+)"', text)}
     assert quoted, "the runbooks point at no panel"
     assert quoted <= titles, sorted(quoted - titles)
+
