@@ -229,3 +229,135 @@ def test_runbooks_name_real_dashboard_panels() -> None:
     assert quoted, "the runbooks point at no panel"
     assert quoted <= titles, sorted(quoted - titles)
 
+
+# ---------------------------------------------------------------------------- API SLO rules
+API_RULES = ALERTS / "api.rules.yml"
+API_TESTS = ALERTS / "tests" / "api_test.yml"
+# The buckets of http.server.request.duration (the issue 7 contract: the conventions' advice).
+HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                         7.5, 10.0)
+OBJECTIVES = {"slo:http_server_availability:objective", "slo:http_server_latency:objective",
+              "slo:http_server_request_duration_seconds:threshold",
+              "slo:http_server_requests:min_rate"}
+BURN_ALERTS = {"ApiAvailabilityBudgetBurnFast": "availability",
+               "ApiAvailabilityBudgetBurnSlow": "availability",
+               "ApiLatencyBudgetBurnFast": "latency", "ApiLatencyBudgetBurnSlow": "latency"}
+
+
+def _api_groups() -> dict[str, list[dict[str, Any]]]:
+    return {group["name"]: group["rules"] for group in _load(API_RULES)["groups"]}
+
+
+def _latency_threshold() -> tuple[float, str]:
+    (expr,) = [r["expr"] for r in _api_groups()["api.objectives"]
+               if r["record"] == "slo:http_server_request_duration_seconds:threshold"]
+    match = re.fullmatch(r'label_replace\(vector\(([0-9.]+)\), "le", "([^"]*)", "", ""\)',
+                         expr.strip())
+    assert match, expr
+    return float(match.group(1)), match.group(2)
+
+
+def test_objectives_are_set_in_one_place() -> None:
+    groups = _api_groups()
+    assert {r["record"] for r in groups["api.objectives"]} == OBJECTIVES
+    for name, rules in groups.items():
+        if name == "api.objectives":
+            continue
+        for rule in rules:
+            expr = rule["expr"]
+            what = rule.get("alert") or rule["record"]
+            assert "vector(" not in expr, f"{what}: a constant outside api.objectives"
+            assert "le=" not in expr, f"{what}: the threshold bucket comes from its series"
+            if what in BURN_ALERTS or what.startswith("service:"):
+                assert not re.search(r"(?<![\w.])0\.\d", expr), f"{what}: an objective as a number"
+    burn = {r["alert"]: r["expr"] for r in groups["api.alerts"] if r["alert"] in BURN_ALERTS}
+    assert set(burn) == set(BURN_ALERTS)
+    for alert, objective in BURN_ALERTS.items():
+        assert burn[alert].count(f"slo:http_server_{objective}:objective") == 4, alert
+        assert burn[alert].count("slo:http_server_requests:min_rate") == 2, alert
+
+
+def test_api_rules_sum_over_workers_and_replicas() -> None:
+    """What users feel is the service: no rule keeps one worker's (or one sidecar's) view."""
+    allowed = allowed_series()
+    for rules in _api_groups().values():
+        for rule in rules:
+            what = rule.get("alert") or rule["record"]
+            for labels in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", rule["expr"]):
+                names = {n.strip() for n in labels.split(",")}
+                assert not names & {"instance", "service_instance_id"}, what
+            for use in metric_uses(rule["expr"]):
+                if use.name in allowed:
+                    assert use.functions[:1] == ("sum",), f"{what}: {use.name} not summed"
+
+
+def test_latency_threshold_is_a_bucket_bound_as_the_sidecar_writes_it() -> None:
+    from exporter.exposition import render
+    from exporter.instrument import semconv
+    from exporter.otlp.naming import bound_text
+    from exporter.otlp.store import SeriesStore
+    from exporter.otlp.translate import apply_metrics
+    from tests.otlp.sdk import metrics_request
+
+    advised = getattr(semconv, "HTTP_DURATION_BUCKETS", HTTP_DURATION_BUCKETS)
+    assert tuple(advised) == HTTP_DURATION_BUCKETS
+    seconds, le = _latency_threshold()
+    assert seconds in HTTP_DURATION_BUCKETS, "the latency threshold must be a bucket bound"
+    assert le == bound_text(seconds)
+
+    def record(meter: Any) -> None:
+        meter.create_histogram(
+            "http.server.request.duration", unit="s",
+            explicit_bucket_boundaries_advisory=list(HTTP_DURATION_BUCKETS),
+        ).record(0.3, {"http.request.method": "GET", "http.route": "/trades/{trade_id}",
+                       "http.response.status_code": 200, "url.scheme": "http"})
+
+    request, _ = metrics_request(record, resource={"service.name": "tradesense",
+                                                   "service.instance.id": "w1"})
+    store = SeriesStore()
+    apply_metrics(request, store)
+    text = render(store.collect()).decode()
+    served = re.findall(r'^http_server_request_duration_seconds_bucket\{.*le="([^"]+)"\}', text,
+                        re.MULTILINE)
+    assert served == [bound_text(b) for b in HTTP_DURATION_BUCKETS] + ["+Inf"]
+    assert le in served
+
+
+# (text in api.rules.yml, its replacement, a case of api_test.yml, the alert that then misbehaves)
+ONE_NUMBER = [
+    ("vector(0.999)", "vector(0.9999)", "fast burn stays quiet at burn rate 5.8",
+     "ApiAvailabilityBudgetBurnFast"),
+    ("vector(0.99)", "vector(0.999)", "fast burn stays quiet at burn rate 5.8",
+     "ApiLatencyBudgetBurnFast"),
+    ('vector(0.5), "le", "0.5"', 'vector(0.25), "le", "0.25"',
+     "fast burn stays quiet at burn rate 5.8", "ApiLatencyBudgetBurnFast"),
+    # an `le` the sidecar never writes matches no bucket: the latency alerts go blind
+    ('"le", "0.5"', '"le", "0.50"',
+     "fast burn pages at burn rate 6.2 over 6 h and 30 m, not before its `for`",
+     "ApiLatencyBudgetBurnFast"),
+    ("vector(0.1)", "vector(0)",
+     "burn-rate alerts stay quiet below the minimum request rate: 1 error among 3 requests an hour",
+     "ApiAvailabilityBudgetBurnFast"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "case", "alert"), ONE_NUMBER,
+                         ids=[f"{o} -> {n}" for o, n, _, _ in ONE_NUMBER])
+def test_one_number_in_api_objectives_moves_the_alerts(tmp_path: Path, old: str, new: str,
+                                                       case: str, alert: str) -> None:
+    rules = API_RULES.read_text(encoding="utf-8")
+    assert rules.count(old) == 1
+    suite = _load(API_TESTS)
+    suite["tests"] = [t for t in suite["tests"] if t["name"] == case]
+    assert len(suite["tests"]) == 1, case
+    (tmp_path / "tests").mkdir()
+    test_file = tmp_path / "tests" / "api_test.yml"
+    test_file.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+    outcomes = []
+    for text in (rules, rules.replace(old, new)):
+        (tmp_path / "api.rules.yml").write_text(text, encoding="utf-8")
+        outcomes.append(run_tool("promtool", ["test", "rules", str(test_file)]))
+    shipped, changed = outcomes
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert changed.returncode != 0, changed.stdout
+    assert alert in changed.stdout + changed.stderr
