@@ -299,8 +299,7 @@ def test_latency_threshold_is_a_bucket_bound_as_the_sidecar_writes_it() -> None:
     from exporter.otlp.translate import apply_metrics
     from tests.otlp.sdk import metrics_request
 
-    advised = getattr(semconv, "HTTP_DURATION_BUCKETS", HTTP_DURATION_BUCKETS)
-    assert tuple(advised) == HTTP_DURATION_BUCKETS
+    assert tuple(semconv.HTTP_DURATION_BUCKETS) == HTTP_DURATION_BUCKETS
     seconds, le = _latency_threshold()
     assert seconds in HTTP_DURATION_BUCKETS, "the latency threshold must be a bucket bound"
     assert le == bound_text(seconds)
