@@ -33,7 +33,12 @@ demo: system-deps $(STAMP)
 	@scripts/demo.sh
 
 bench: system-deps $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/redis_scrape.py
+	$(PY) bench/http_overhead.py
+	$(PY) bench/http_overhead.py --breakdown
+	$(PY) bench/http_overhead.py --footprint
+	$(PY) bench/cache_record.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
