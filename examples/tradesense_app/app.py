@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from examples.tradesense_app import db
-from examples.tradesense_app.cache import HybridCache
+from examples.tradesense_app.cache import HybridCache, RedisGate
 from examples.tradesense_app.faults import ERROR_HEADER, LATENCY_HEADER, FaultInjection
 from examples.tradesense_app.ratelimit import RateLimiter, client_id
 from examples.tradesense_app.settings import GZIP_MINIMUM_SIZE, LONG_TTL, SHORT_TTL, Settings
@@ -68,14 +68,15 @@ def create_app(settings: Settings | None = None, **instrument_options: Any) -> S
         state = app.state
         state.engine, state.settings, state.instrumentation = engine, chosen, handle
         state.redis = client
+        gate = RedisGate(chosen.redis_cooldown)
         caching = {"prefix": chosen.key_prefix, "memory_entries": chosen.memory_entries,
-                   "memory_ttl": chosen.memory_ttl}
+                   "memory_ttl": chosen.memory_ttl, "gate": gate}
         state.trades = HybridCache("trades", client, handle.cache("trades"), ttl=SHORT_TTL,
                                    **caching)
         state.analytics = HybridCache("analytics", client, handle.cache("analytics"),
                                       ttl=LONG_TTL, **caching)
         state.limiter = RateLimiter(client, chosen.rate_limit, chosen.rate_window,
-                                    chosen.key_prefix)
+                                    chosen.key_prefix, gate)
         state.faults = FaultInjection(chosen.faults)
         if chosen.faults:
             log.warning("fault injection is ON: requests may ask for errors (%s) and latency "

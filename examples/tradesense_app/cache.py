@@ -15,7 +15,9 @@ lookup, as the metric contract has it:
 - served from Redis: gets{redis, hit}, and the entry is copied into memory: puts{memory}
 - loaded from the database: gets{redis, miss} (the last layer tried, even when it failed),
   then puts{redis} and puts{memory}
-- Redis failing: errors{redis, error_type=<exception class>}, and the lookup goes on
+- Redis failing: errors{redis, error_type=<exception class>}, and the lookup goes on; for
+  `cooldown` seconds after Redis failed to answer (refused, timed out) it is not asked at all
+  (see RedisGate), and each lookup it would have served counts as an error of the same type
 - evictions{memory}: entries the LRU dropped for room or because their TTL had passed
 - invalidations{memory|redis}: entries a write removed
 """
@@ -30,7 +32,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from exporter.instrument import CacheMetrics
 
@@ -41,6 +45,27 @@ MAX_PENDING_INVALIDATIONS = 10_000
 # What a failing Redis layer may raise: redis-py's errors, a socket error it did not wrap, and a
 # value in Redis that is not our JSON. None of them may cost the request.
 LAYER_ERRORS = (RedisError, OSError, ValueError)
+# Of those, the ones that say Redis is not answering at all (as against refusing one command).
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisGate:
+    """Shared by the caches and the rate limiter: once Redis failed to answer, it is left alone
+    for `cooldown` seconds, so that a hung Redis costs one request its timeout, not every
+    request (0: always ask)."""
+
+    def __init__(self, cooldown: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cooldown, self._clock = cooldown, clock
+        self._until = 0.0
+        self.error_type = ""  # the class of the failure that closed the gate
+
+    def closed(self) -> bool:
+        return self._until > 0 and self._clock() < self._until
+
+    def failed(self, error: BaseException) -> None:
+        if self.cooldown > 0 and isinstance(error, UNAVAILABLE):
+            self._until = self._clock() + self.cooldown
+            self.error_type = type(error).__qualname__
 
 
 class MemoryLRU:
@@ -116,11 +141,13 @@ class HybridCache:
         prefix: str = "tradesense:",
         memory_entries: int = 1000,
         memory_ttl: float = 30.0,
+        gate: RedisGate | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name, self.client, self.recorder = name, client, recorder
         self.ttl, self.prefix, self.memory_ttl = ttl, prefix, memory_ttl
         self.memory = MemoryLRU(memory_entries, clock)
+        self.gate = gate or RedisGate(0)
         self._pending: set[str] = set()  # Redis keys whose invalidation failed: dropped first
         self._redis_failing = False
 
@@ -139,12 +166,15 @@ class HybridCache:
         if value is not None:
             recorder.hit(MEMORY)
             return value, MEMORY
-        redis_up = True
-        try:
-            found = await self._redis_get(group, field)
-        except LAYER_ERRORS as error:
-            self._failed(error)
-            redis_up, found = False, None
+        redis_up, found = not self.gate.closed(), None
+        if not redis_up:
+            self._skipped()
+        else:
+            try:
+                found = await self._redis_get(group, field)
+            except LAYER_ERRORS as error:
+                self._failed(error)
+                redis_up = False
         if found is not None:
             value, remaining = found
             recorder.hit(REDIS)
@@ -170,6 +200,10 @@ class HybridCache:
         if removed:
             self.recorder.invalidation(MEMORY, removed)
         key = self.redis_key(group)
+        if self.gate.closed():
+            self._pend(key)
+            self._skipped()
+            return
         try:
             await self._flush_pending()
             removed = await self._drop([key])
@@ -231,10 +265,21 @@ class HybridCache:
 
     def _failed(self, error: BaseException) -> None:
         self.recorder.error(REDIS, error)
+        self.gate.failed(error)
+        self._say_failing(f"{type(error).__name__}: {error}")
+
+    def _skipped(self) -> None:
+        """Redis not asked: it failed to answer (this cache or another user of the gate) less
+        than a cool-down ago. Counted as a failure of the same kind."""
+        self.recorder.error(REDIS, self.gate.error_type)
+        self._say_failing(f"{self.gate.error_type}, not asked again for "
+                          f"{self.gate.cooldown:g} s")
+
+    def _say_failing(self, why: str) -> None:
         if not self._redis_failing:
             self._redis_failing = True
-            log.warning("cache %s: Redis failed (%s: %s); serving from memory and the database "
-                        "until it is back", self.name, type(error).__name__, error)
+            log.warning("cache %s: Redis failed (%s); serving from memory and the database "
+                        "until it is back", self.name, why)
 
     def _recovered(self) -> None:
         if self._redis_failing:

@@ -4,7 +4,8 @@ One key per client and window, `<prefix>ratelimit:<client>:<window number>`, INC
 given a TTL in one MULTI, so every worker and replica shares the count. A client is the
 `X-Client-Id` header when it is given (a demo stand-in for an API key), else its address.
 When Redis fails the limiter fails open: requests are served unlimited, and a log line says so
-once per outage (and once more when Redis is back).
+once per outage (and once more when Redis is back). While the shared RedisGate is closed (Redis
+failed to answer less than a cool-down ago), it does not even ask.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 from starlette.requests import Request
 
-from examples.tradesense_app.cache import LAYER_ERRORS
+from examples.tradesense_app.cache import LAYER_ERRORS, RedisGate
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ class Decision:
 
 class RateLimiter:
     def __init__(self, client: redis.Redis, limit: int, window: float,
-                 prefix: str = "tradesense:", clock: Callable[[], float] = time.time) -> None:
+                 prefix: str = "tradesense:", gate: RedisGate | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.client, self.limit, self.window = client, limit, window
         self.prefix, self._clock = prefix, clock
+        self.gate = gate or RedisGate(0)
         self.failing_open = False
 
     @property
@@ -55,7 +58,7 @@ class RateLimiter:
 
     async def check(self, client_id: str) -> Decision | None:
         """Count one request of `client_id`; None when the limit is off or Redis failed."""
-        if not self.enabled:
+        if not self.enabled or self.gate.closed():
             return None
         now = self._clock()
         number = int(now // self.window)
@@ -64,6 +67,7 @@ class RateLimiter:
             async with self.client.pipeline(transaction=True) as pipe:
                 count, _ = await pipe.incr(key).expire(key, math.ceil(self.window) + 1).execute()
         except LAYER_ERRORS as error:
+            self.gate.failed(error)
             if not self.failing_open:
                 self.failing_open = True
                 log.warning("rate limit: Redis failed (%s: %s); failing open: requests are not "

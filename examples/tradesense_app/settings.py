@@ -8,6 +8,7 @@
     TRADESENSE_MEMORY_ENTRIES    1000 (entries per cache in the in-memory LRU layer)
     TRADESENSE_MEMORY_TTL        30 (seconds an entry may live in memory, at most its own TTL)
     TRADESENSE_REDIS_TIMEOUT     0.5 (seconds: a hung Redis costs a lookup at most about this)
+    TRADESENSE_REDIS_COOLDOWN    1 (seconds Redis is left alone after it failed to answer)
     TRADESENSE_RATE_LIMIT        100 (requests per client per window; 0 turns the limit off)
     TRADESENSE_RATE_WINDOW       60 (seconds)
     TRADESENSE_FAULTS            0 (1: honour X-Inject-Error and X-Inject-Latency-Ms; demos only)
@@ -39,6 +40,7 @@ class Settings:
     memory_entries: int = 1000
     memory_ttl: float = 30.0
     redis_timeout: float = 0.5
+    redis_cooldown: float = 1.0
     rate_limit: int = 100
     rate_window: float = 60.0
     faults: bool = False
@@ -56,6 +58,7 @@ class Settings:
             memory_entries=int(env("TRADESENSE_MEMORY_ENTRIES", "1000")),
             memory_ttl=float(env("TRADESENSE_MEMORY_TTL", "30")),
             redis_timeout=float(env("TRADESENSE_REDIS_TIMEOUT", "0.5")),
+            redis_cooldown=float(env("TRADESENSE_REDIS_COOLDOWN", "1")),
             rate_limit=int(env("TRADESENSE_RATE_LIMIT", "100")),
             rate_window=float(env("TRADESENSE_RATE_WINDOW", "60")),
             faults=env("TRADESENSE_FAULTS", "0").strip().lower() in ("1", "true", "yes", "on"),
