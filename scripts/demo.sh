@@ -66,13 +66,17 @@ export OTEL_SERVICE_NAME=tradesense-demo
 export OTEL_METRIC_EXPORT_INTERVAL=5000
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export DATABASE_URL="${DATABASE_URL:-sqlite:///$DEMO/tradesense.db}"
+# The demo honours X-Inject-Error / X-Inject-Latency-Ms (off unless this is set), so a second
+# traffic generator can burn the SLOs on demand (see the message below).
+export TRADESENSE_FAULTS=1
 "$PY" -m examples.tradesense_app --host 127.0.0.1 --port "$APP_PORT" \
   >"$DEMO/logs/app.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$APP_PORT/healthz" "example app" app
 
+# One client in ten sends as "noisy", past the app's 100 requests a minute: some 429s.
 "$PY" -m examples.tradesense_app.traffic --base-url "http://127.0.0.1:$APP_PORT" \
-  >"$DEMO/logs/traffic.log" 2>&1 &
+  --noisy-share 0.1 >"$DEMO/logs/traffic.log" 2>&1 &
 pids+=($!)
 
 prom_line="Prometheus: not installed (apt-get install prometheus), skipped"
@@ -96,7 +100,13 @@ tradesense-exporter demo is running (logs in .demo/logs/). Open:
   Example app:        http://127.0.0.1:$APP_PORT/trades   http://127.0.0.1:$APP_PORT/analytics/summary
   $prom_line
 Redis (private, with traffic): redis://127.0.0.1:$REDIS_PORT
-Pool, query and slow-query metrics appear within a minute. Press Ctrl-C to stop everything.
+Pool, query, slow-query, HTTP and app-cache metrics appear within a minute.
+Burn the SLOs on demand (errors on 20% of requests, 800 ms on every one), for ten minutes:
+  $PY -m examples.tradesense_app.traffic --base-url http://127.0.0.1:$APP_PORT \\
+      --rate 20 --duration 600 --error-rate 0.2 --latency-ms 800
+Freeze the app's Redis for 30 s to see the memory layer take over (cache fallbacks, still 200s):
+  redis-cli -p $REDIS_PORT client pause 30000 all
+Press Ctrl-C to stop everything.
 MSG
 
 wait -n "${pids[@]}" || true
