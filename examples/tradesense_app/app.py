@@ -23,7 +23,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeGuard
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None, **instrument_options: Any) -> S
         state.engine, state.settings, state.instrumentation = engine, chosen, handle
         state.redis = client
         gate = RedisGate(chosen.redis_cooldown)
-        caching = {"prefix": chosen.key_prefix, "memory_entries": chosen.memory_entries,
-                   "memory_ttl": chosen.memory_ttl, "gate": gate}
-        state.trades = HybridCache("trades", client, handle.cache("trades"), ttl=SHORT_TTL,
-                                   **caching)
-        state.analytics = HybridCache("analytics", client, handle.cache("analytics"),
-                                      ttl=LONG_TTL, **caching)
+
+        def hybrid(name: str, ttl: float) -> HybridCache:
+            return HybridCache(name, client, handle.cache(name), ttl=ttl,
+                               prefix=chosen.key_prefix, memory_entries=chosen.memory_entries,
+                               memory_ttl=chosen.memory_ttl, gate=gate)
+
+        state.trades, state.analytics = hybrid("trades", SHORT_TTL), hybrid("analytics", LONG_TTL)
         state.limiter = RateLimiter(client, chosen.rate_limit, chosen.rate_window,
                                     chosen.key_prefix, gate)
         state.faults = FaultInjection(chosen.faults)
@@ -235,11 +236,11 @@ def _valid_trade(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
             "quantity": quantity, "price": float(price), "pnl": float(pnl)}, ""
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
 

@@ -225,7 +225,9 @@ class HybridCache:
         await self._flush_pending()
         key = self.redis_key(group)
         async with self.client.pipeline(transaction=False) as pipe:
-            raw, pttl = await pipe.hget(key, field).pttl(key).execute()
+            pipe.hget(key, field)
+            pipe.pttl(key)
+            raw, pttl = await pipe.execute()
         self._recovered()
         if raw is None:
             return None
@@ -243,7 +245,8 @@ class HybridCache:
         """Delete `keys` at once; returns how many entries (hash fields) they held."""
         async with self.client.pipeline(transaction=True) as pipe:
             for key in keys:
-                pipe.hlen(key).delete(key)
+                pipe.hlen(key)
+                pipe.delete(key)
             results = await pipe.execute()
         return sum(int(n) for n in results[::2])
 

@@ -121,6 +121,7 @@ async def insert_trade(connection: AsyncConnection, trade: dict[str, Any]) -> di
     """Insert a trade (user_id, symbol, side, quantity, price, pnl), opened now."""
     row = {**trade, "opened_at": datetime.now(UTC)}
     result = await connection.execute(insert(trades).values(**row))
+    assert result.inserted_primary_key is not None
     trade_id = result.inserted_primary_key[0]
     return {"id": trade_id, **row, "opened_at": row["opened_at"].isoformat()}
 

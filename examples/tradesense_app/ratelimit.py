@@ -65,7 +65,9 @@ class RateLimiter:
         key = f"{self.prefix}ratelimit:{client_id}:{number}"
         try:
             async with self.client.pipeline(transaction=True) as pipe:
-                count, _ = await pipe.incr(key).expire(key, math.ceil(self.window) + 1).execute()
+                pipe.incr(key)
+                pipe.expire(key, math.ceil(self.window) + 1)
+                count, _ = await pipe.execute()
         except LAYER_ERRORS as error:
             self.gate.failed(error)
             if not self.failing_open:

@@ -525,7 +525,7 @@ def test_routes_are_recorded_by_template(settings: Settings) -> None:
         assert client.get("/no/such/path").status_code == 404
         assert client.delete("/trades").status_code == 405
         data = collect(app, exported, requests=6)
-    seen = Counter()
+    seen: Counter[tuple[str, str | None, str]] = Counter()
     for point in points_of(data, semconv.HTTP_SERVER_DURATION):
         attributes = point.attributes
         seen[(attributes[semconv.HTTP_REQUEST_METHOD], attributes.get(semconv.HTTP_ROUTE),
