@@ -53,12 +53,20 @@ class CacheMetrics:
         self.name = instruments.names.admit(str(name)[:128])
         self.active = True
         self._cells: dict[tuple[str, str, str], CounterCell] = {}
+        self._hits: dict[str, CounterCell] = {}
+        self._misses: dict[str, CounterCell] = {}
 
     def hit(self, layer: str = DEFAULT_LAYER) -> None:
-        self._cell("gets", layer, semconv.HIT).add()
+        cell = self._hits.get(layer)
+        if cell is None or not self.active:
+            cell = self._cell("gets", layer, semconv.HIT)
+        cell.increment()
 
     def miss(self, layer: str = DEFAULT_LAYER) -> None:
-        self._cell("gets", layer, semconv.MISS).add()
+        cell = self._misses.get(layer)
+        if cell is None or not self.active:
+            cell = self._cell("gets", layer, semconv.MISS)
+        cell.increment()
 
     def lookup(self, hit: bool, layer: str = DEFAULT_LAYER) -> None:
         self._cell("gets", layer, semconv.HIT if hit else semconv.MISS).add()
@@ -160,6 +168,8 @@ class CacheMetrics:
         cell = counter.cell(tuple(sorted(attributes.items())), attributes)
         if len(self._cells) < 4096:
             self._cells[(kind, layer, extra)] = cell
+            if kind == "gets":
+                (self._hits if extra == semconv.HIT else self._misses)[layer] = cell
         return cell
 
 

@@ -123,7 +123,7 @@ class HttpMetricsMiddleware:
             raise
         finally:
             seconds = perf_counter() - start
-            active.add(-1)
+            active.decrement()
             # An app that raised before it started a response gets a 500 from the server.
             status = response.status or (500 if error is not None else 0)
             recorder.finished(method, scheme, self._templates.of(scope), status, error, seconds)
@@ -141,10 +141,11 @@ class _Status:
     def __init__(self, send: Send) -> None:
         self._send, self.status = send, 0
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
+        """Returns the server's awaitable itself: no coroutine of our own per message."""
         if message["type"] == "http.response.start":
             self.status = message["status"]
-        await self._send(message)
+        return self._send(message)
 
 
 def fastapi_records_http(app: Any) -> bool:

@@ -47,11 +47,11 @@ class HttpServerMetrics:
         self._active: dict[tuple[str, str], CounterCell] = {}
 
     def started(self, method: str, scheme: str) -> CounterCell:
-        """Count the request as active; the caller subtracts one from the cell when done."""
+        """Count the request as active; the caller calls the cell's `decrement()` when done."""
         cell = self._active.get((method, scheme))
         if cell is None:
             cell = self._active_cell(method, scheme)
-        cell.add(1)
+        cell.increment()
         return cell
 
     def finished(

@@ -71,7 +71,7 @@ class _Request:
             return
         self._done = True
         seconds = perf_counter() - self.start
-        self._active.add(-1)
+        self._active.decrement()
         environ = self._environ
         error = error or environ.get(ERROR_KEY)
         status = self.status or (500 if error is not None else 0)  # what the server answers
