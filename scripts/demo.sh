@@ -74,9 +74,10 @@ export TRADESENSE_FAULTS=1
 pids+=($!)
 wait_http "http://127.0.0.1:$APP_PORT/healthz" "example app" app
 
-# One client in ten sends as "noisy", past the app's 100 requests a minute: some 429s.
+# One client in ten sends as "noisy", past the app's 100 requests a minute: some 429s. One
+# request in 200 asks for the slow summary: 0.5% slower than 0.5 s, inside the 99% latency SLO.
 "$PY" -m examples.tradesense_app.traffic --base-url "http://127.0.0.1:$APP_PORT" \
-  --noisy-share 0.1 >"$DEMO/logs/traffic.log" 2>&1 &
+  --noisy-share 0.1 --slow-every 200 >"$DEMO/logs/traffic.log" 2>&1 &
 pids+=($!)
 
 prom_line="Prometheus: not installed (apt-get install prometheus), skipped"
