@@ -208,7 +208,7 @@ def pieces(calls: int = 500_000) -> dict[str, float]:
         "pass": "pass",
         'recorder.hit("memory")': "recorder.hit('memory')",
         "  recorder._cell(...): the cell lookup": "recorder._cell('gets', 'memory', 'hit')",
-        "  cell.add(): with lock: value += 1": "cell.add()",
+        "  cell.add(): a step of one, next() on an itertools.count": "cell.add()",
         "    of which `with lock: pass`": "with lock: pass",
         "next(itertools.count()), for scale": "next(count)",
     }

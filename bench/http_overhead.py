@@ -371,7 +371,7 @@ class WithTiming(PassThrough):
 
 
 class WithActive(PassThrough):
-    """Stage 4: + method and scheme, `recorder.started()` and `active.add(-1)`."""
+    """Stage 4: + method and scheme, `recorder.started()` and `active.decrement()`."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         recorder = self._recorder
@@ -391,7 +391,7 @@ class WithActive(PassThrough):
             raise
         finally:
             seconds = perf_counter() - start
-            active.add(-1)
+            active.decrement()
         del error, seconds
 
 
@@ -399,7 +399,7 @@ STAGES: list[tuple[str, type[PassThrough]]] = [
     ("1 pass-through ASGI layer", PassThrough),
     ("2 + _Status send wrapper", WithStatus),
     ("3 + checks, perf_counter x2, try/finally", WithTiming),
-    ("4 + method, scheme, started(), add(-1)", WithActive),
+    ("4 + method, scheme, started(), decrement()", WithActive),
 ]
 FULL = "5 + route template, finished(): the real middleware"
 
@@ -450,7 +450,7 @@ def per_call(calls: int = 200_000) -> dict[str, float]:
         "semconv.http_method() + scheme_of()": (
             "semconv.http_method('GET'); scheme_of('http')"),
         "perf_counter() x2": "perf_counter(); perf_counter()",
-        "recorder.started() + active.add(-1)": "recorder.started('GET', 'http').add(-1)",
+        "recorder.started() + active.decrement()": "recorder.started('GET', 'http').decrement()",
         "templates.of(scope)": "templates.of(scope)",
         "recorder.finished(...)": (
             "recorder.finished('GET', 'http', '/trades/{trade_id}', 200, None, 0.001)"),
