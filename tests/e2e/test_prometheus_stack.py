@@ -154,6 +154,8 @@ class Stack:
     traffic: Process
     worker: Worker
     started: float  # wall-clock time Prometheus became ready
+    app_url: str
+    workdir: Path
 
     def diagnostics(self) -> str:
         return "\n".join([self.app.log_tail(), self.worker.process.log_tail(),
@@ -192,6 +194,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "DATABASE_URL": f"sqlite:///{workdir / 'tradesense.db'}",
             "REDIS_URL": f"{server.url}/0",
             "SLOW_QUERY_THRESHOLD": APP_SLOW_QUERY_THRESHOLD,
+            "TRADESENSE_FAULTS": "1",
         })
         cleanup.callback(app.stop)
         worker = Worker(spawn("worker", ["-m", "tests.e2e.stack_worker",
@@ -207,7 +210,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         worker.wait_ready()
         with server.admin() as client:
             client.eval(LUA_BUSY_LOOP, 0, 20_000)  # one slow log entry, > 10 ms
-        yield Stack(server, sidecar, prometheus, app, traffic, worker, started)
+        yield Stack(server, sidecar, prometheus, app, traffic, worker, started,
+                    f"http://127.0.0.1:{app_port}", workdir)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -338,6 +342,47 @@ def test_every_dashboard_query_parses_and_returns_data(stack: Stack) -> None:
         failing = _check_panels(prom, list(failing), stack.started)
     assert not failing, (f"{len(failing)} of {len(queries)} panel queries failed:\n"
                          + "\n".join(failing.values()))
+
+
+# --------------------------------------------------------------------------- API symptoms
+APP_SERVICE = "tradesense-demo"
+
+
+def _alerts_of_severity(severity: str) -> list[str]:
+    return [rule["alert"] for path in RULE_FILES
+            for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+            for rule in group["rules"]
+            if "alert" in rule and rule["labels"]["severity"] == severity]
+
+
+def _is_app(series: dict[str, Any]) -> bool:
+    return bool(series["metric"].get("service_name") == APP_SERVICE)
+
+
+def test_healthy_traffic_keeps_every_page_quiet(stack: Stack) -> None:
+    prom = stack.prometheus
+    busy = (f'service:http_server_request_duration_seconds_count:rate5m{{service_name='
+            f'"{APP_SERVICE}"}} > 1')
+    wait_until(lambda: prom.query(busy), "the example app's traffic in the SLO rules", 30)
+    pages = _alerts_of_severity("critical")
+    assert {"ApiAvailabilityBudgetBurnFast", "ApiLatencyBudgetBurnFast"} <= set(pages)
+    loud = {alert: _series_text(result) for alert in pages
+            if (result := prom.query(ALERT_EXPRS[alert]))}
+    assert not loud, f"pages true under healthy traffic: {loud}"
+
+
+def test_injected_errors_and_latency_make_the_fast_burns_true(stack: Stack) -> None:
+    faults = spawn("faults", ["-m", "examples.tradesense_app.traffic",
+                              "--base-url", stack.app_url, "--rate", "10", "--concurrency", "10",
+                              "--slow-every", "0", "--error-rate", "0.5", "--latency-ms", "600",
+                              "--duration", "60"], stack.workdir, {})
+    try:
+        errors = _poll_alert(stack.prometheus, "ApiAvailabilityBudgetBurnFast", _is_app, 40,
+                             stack)
+        slow = _poll_alert(stack.prometheus, "ApiLatencyBudgetBurnFast", _is_app, 40, stack)
+    finally:
+        faults.stop()
+    assert all(float(s["value"][1]) > 6 for s in errors + slow)  # burn rates, 6 at the least
 
 
 # --------------------------------------------------------------------------- rules
