@@ -32,32 +32,14 @@ import timeit
 from collections.abc import Callable
 from typing import Any
 
+from discard import DiscardMetrics, DiscardSpans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from exporter.instrument import instrument
 from exporter.instrument.cache import CacheMetrics
-
-
-class DiscardMetrics(MetricExporter):
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
-
-
-class DiscardSpans(SpanExporter):
-    def export(self, spans: Any) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
 
 
 def plain_read_through(

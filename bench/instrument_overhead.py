@@ -19,37 +19,18 @@ import gc
 import random
 import statistics
 import time
-from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy
+from discard import DiscardMetrics, DiscardSpans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
-    MetricExporter,
-    MetricExportResult,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy import create_engine, text
 
 from exporter.instrument import instrument
-
-
-class DiscardMetrics(MetricExporter):
-    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
-        return MetricExportResult.SUCCESS
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return True
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
-
-
-class DiscardSpans(SpanExporter):
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
 
 
 def variants() -> dict[str, sqlalchemy.engine.Connection]:

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.e2e_app import ROOT, Metrics, app_env, poll, scrape
-from tests.support.net import free_port, wait_http
+from tests.support.e2e_app import ROOT, Metrics, app_env, poll, scrape, serving
+from tests.support.net import free_port
 from tests.support.redis_servers import RedisServer, start_redis
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
@@ -60,22 +60,11 @@ def run_app(sidecar: SidecarProcess, redis: RedisServer, workdir: Path, service:
                           REDIS_URL=f"{redis.url}/0", TRADESENSE_FAULTS="1",
                           SLOW_QUERY_THRESHOLD="5", **env)
     log_path = workdir / "app.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "examples.tradesense_app", "--port", str(port),
-             "--log-level", "warning"],
-            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    app = App(proc, f"http://127.0.0.1:{port}", service, log_path)
-    try:
-        wait_http(f"{app.base_url}/healthz", timeout=60)
-        yield app
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    base_url = f"http://127.0.0.1:{port}"
+    argv = ["-m", "examples.tradesense_app", "--port", str(port), "--log-level", "warning"]
+    with log_path.open("wb") as log, serving(argv, environment, f"{base_url}/healthz",
+                                             log) as proc:
+        yield App(proc, base_url, service, log_path)
 
 
 def generate(app: App, *args: str) -> dict[str, Any]:

@@ -7,8 +7,6 @@ sent, no more (nothing counted twice) and no less.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +14,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.support.e2e_app import ROOT, Metrics, app_env, poll, scrape
-from tests.support.net import free_port, wait_http
+from tests.support.e2e_app import Metrics, app_env, poll, scrape, serving
+from tests.support.net import free_port
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
 COUNT = "http_server_request_duration_seconds_count"
@@ -33,20 +31,9 @@ def sidecar() -> Iterator[SidecarProcess]:
 
 @contextmanager
 def serve(command: Sequence[str], otlp_url: str, service: str, port: int) -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT,
-                            env=app_env(otlp_url, service), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{base}/trades/0", timeout=30)
+    with serving(["-m", *command], app_env(otlp_url, service), f"{base}/trades/0"):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def get(url: str) -> int:

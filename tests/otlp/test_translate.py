@@ -59,13 +59,24 @@ def _semconv(meter: Meter) -> None:
     meter.create_counter("db.client.connection.timeouts", unit="{timeout}").add(4, POOL)
     for name in ("create_time", "wait_time", "use_time"):
         meter.create_histogram(f"db.client.connection.{name}", unit="s").record(0.2, POOL)
+    request = {"http.request.method": "GET", "url.scheme": "http"}
+    meter.create_histogram("http.server.request.duration", unit="s").record(
+        0.03, {**request, "http.route": "/trades/{trade_id}", "http.response.status_code": 200})
+    meter.create_up_down_counter("http.server.active_requests", unit="{request}").add(2, request)
+    cache = {"cache.name": "trades", "cache.layer": "memory"}
+    meter.create_counter("cache.gets", unit="{get}").add(5, {**cache, "cache.result": "hit"})
+    for name, unit in [("puts", "{put}"), ("evictions", "{eviction}"),
+                       ("invalidations", "{invalidation}")]:
+        meter.create_counter(f"cache.{name}", unit=unit).add(1, cache)
+    meter.create_counter("cache.errors", unit="{error}").add(
+        1, {**cache, "error.type": "ConnectionError"})
 
 
 def test_semantic_convention_instruments_get_the_contract_names() -> None:
     request, _ = metrics_request(_semconv)
     store = SeriesStore()
     outcome = apply_metrics(request, store)
-    assert outcome.dropped == 0 and outcome.accepted == 11
+    assert outcome.dropped == 0 and outcome.accepted == 18
     fams = _families(store)
     # Every application family but the sidecar's own slow-query counter.
     expected = {k: v for k, v in APP_FAMILIES.items() if k != "tradesense_slow_queries_total"}
@@ -78,6 +89,10 @@ def test_semantic_convention_instruments_get_the_contract_names() -> None:
         "error_type",
         "le",
     }
+    assert _label_names(fams["http_server_request_duration_seconds"]) == identity | {
+        "http_request_method", "url_scheme", "http_route", "http_response_status_code", "le"}
+    assert _label_names(fams["cache_gets_total"]) == identity | {
+        "cache_name", "cache_layer", "cache_result"}
     assert _label_names(fams["db_client_connection_count"]) == identity | {
         "db_client_connection_state",
         "db_client_connection_pool_name",

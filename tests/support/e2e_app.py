@@ -18,12 +18,15 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.net import wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = ROOT / "tests" / "e2e" / "app_worker.py"
@@ -42,6 +45,25 @@ def app_env(otlp_url: str, service_name: str, **extra: str) -> dict[str, str]:
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         **extra,
     }
+
+
+@contextmanager
+def serving(argv: Sequence[str], env: dict[str, str], ready_url: str,
+            output: IO[bytes] | int = subprocess.DEVNULL) -> Iterator[subprocess.Popen[bytes]]:
+    """`python <argv>` from the repository root until it answers `ready_url`; stopped on exit
+    (SIGTERM, so that it flushes its telemetry, then SIGKILL after 20 s)."""
+    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=output,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_http(ready_url, timeout=60)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class AppWorker:
