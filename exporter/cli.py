@@ -17,10 +17,12 @@ from exporter.config import (
     otlp_from_yaml,
     parse_duration,
     parse_listen_address,
+    section_from_yaml,
     slow_queries_from_yaml,
     target_from,
     targets_from_yaml,
 )
+from exporter.limits import AuthLimits, RedisLimits, ServerLimits
 from exporter.redis.target import RedisTarget, TargetError, TLSOptions
 
 PROG = "tradesense-exporter"
@@ -204,7 +206,8 @@ def _choice(value: str, allowed: Sequence[str], flag: str) -> str:
 def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     args = build_parser(env).parse_args(list(argv))
     data = load_yaml(args.config_file) if args.config_file else {}
-    known = {"targets", "scrape_targets", "scrape_timeout", "otlp", "slow_queries"}
+    known = {"targets", "scrape_targets", "scrape_timeout", "otlp", "slow_queries", "server",
+             "redis", "auth"}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"--config.file: unknown key {sorted(unknown)[0]!r}")
@@ -230,6 +233,9 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         log_format=_choice(args.log_format, LOG_FORMATS, "--log.format"),
         otlp=otlp_from_yaml(data.get("otlp")),
         slow_queries=slow_queries_from_yaml(data.get("slow_queries")),
+        server=section_from_yaml(data.get("server"), "server", ServerLimits),
+        redis=section_from_yaml(data.get("redis"), "redis", RedisLimits),
+        auth=section_from_yaml(data.get("auth"), "auth", AuthLimits),
     )
 
 

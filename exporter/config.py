@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from exporter.limits import AuthLimits, RedisLimits, ServerLimits
 from exporter.otlp.state import OtlpLimits, SlowQueryLimits
 from exporter.redis.target import (
     RedisTarget,
@@ -37,6 +38,9 @@ class Config:
     log_format: str = "logfmt"
     otlp: OtlpLimits = field(default_factory=OtlpLimits)
     slow_queries: SlowQueryLimits = field(default_factory=SlowQueryLimits)
+    server: ServerLimits = field(default_factory=ServerLimits)
+    redis: RedisLimits = field(default_factory=RedisLimits)
+    auth: AuthLimits = field(default_factory=AuthLimits)
 
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h))+$")
@@ -146,40 +150,36 @@ def _positive_int(value: Any, name: str) -> int:
     return value
 
 
-def otlp_from_yaml(raw: Any) -> OtlpLimits:
+L = TypeVar("L")
+
+
+def section_from_yaml(raw: Any, section: str, kind: type[L]) -> L:
+    """A limits dataclass from its config-file section: one key per field, `_seconds` fields
+    by their name without the suffix, as durations; every value positive."""
     if raw is None:
-        return OtlpLimits()
+        return kind()
     if not isinstance(raw, dict):
-        raise ConfigError("--config.file: otlp must be a mapping")
-    base = OtlpLimits()
-    return OtlpLimits(
-        max_body_bytes=_positive_int(raw.get("max_body_bytes", base.max_body_bytes),
-                                     "otlp.max_body_bytes"),
-        max_series_per_metric=_positive_int(
-            raw.get("max_series_per_metric", base.max_series_per_metric),
-            "otlp.max_series_per_metric"),
-        staleness_seconds=parse_duration(raw.get("staleness", base.staleness_seconds),
-                                         "otlp.staleness"),
-        max_inflight_requests=_positive_int(
-            raw.get("max_inflight_requests", base.max_inflight_requests),
-            "otlp.max_inflight_requests"),
-    )
+        raise ConfigError(f"--config.file: {section} must be a mapping")
+    keys = {f.name.removesuffix("_seconds"): f for f in fields(kind)}  # type: ignore[arg-type]
+    unknown = set(raw) - set(keys)
+    if unknown:
+        raise ConfigError(f"--config.file: unknown key {section}.{sorted(unknown)[0]}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = keys[key].name
+        if name.endswith("_seconds"):
+            values[name] = parse_duration(value, f"{section}.{key}")
+        else:
+            values[name] = _positive_int(value, f"{section}.{key}")
+    return kind(**values)
+
+
+def otlp_from_yaml(raw: Any) -> OtlpLimits:
+    return section_from_yaml(raw, "otlp", OtlpLimits)
 
 
 def slow_queries_from_yaml(raw: Any) -> SlowQueryLimits:
-    if raw is None:
-        return SlowQueryLimits()
-    if not isinstance(raw, dict):
-        raise ConfigError("--config.file: slow_queries must be a mapping")
-    base = SlowQueryLimits()
-    return SlowQueryLimits(
-        threshold_seconds=parse_duration(raw.get("threshold", base.threshold_seconds),
-                                         "slow_queries.threshold"),
-        max_fingerprints=_positive_int(raw.get("max_fingerprints", base.max_fingerprints),
-                                       "slow_queries.max_fingerprints"),
-        max_collections=_positive_int(raw.get("max_collections", base.max_collections),
-                                      "slow_queries.max_collections"),
-    )
+    return section_from_yaml(raw, "slow_queries", SlowQueryLimits)
 
 
 def targets_from_yaml(raw: Any, key: str) -> list[RedisTarget]:

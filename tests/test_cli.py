@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,28 @@ def test_errors_never_echo_a_password(argv: list[str]) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(argv, {})
     assert "hunter2-xyz" not in str(err.value)
+
+
+def test_limit_sections_of_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("server: {max_connections: 10, header_timeout: 2s}\n"
+                   "redis: {max_reply_bytes: 1048576}\nauth: {max_pending_checks: 4}\n"
+                   "otlp: {staleness: 1m, max_series_total: 500}\n")
+    config = load_config([f"--config.file={cfg}"], {})
+    assert config.server.max_connections == 10 and config.server.header_timeout_seconds == 2.0
+    assert config.server.max_header_bytes == 64 * 1024  # the default, where not set
+    assert config.redis.max_reply_bytes == 1 << 20 and config.auth.max_pending_checks == 4
+    assert config.otlp.staleness_seconds == 60 and config.otlp.max_series_total == 500
+
+
+@pytest.mark.parametrize(("text", "culprit"), [
+    ("server: {max_conections: 10}", "server.max_conections"),
+    ("server: {max_connections: -1}", "server.max_connections"),
+    ("server: {header_timeout: soon}", "server.header_timeout"),
+    ("redis: [1]", "redis must be a mapping"),
+])
+def test_bad_limits_name_the_key(tmp_path: Path, text: str, culprit: str) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(culprit)):
+        load_config([f"--config.file={cfg}"], {})

@@ -1,0 +1,32 @@
+"""The ceilings of the sidecar's inputs that are not the OTLP store's (see otlp/state.py), one
+dataclass per concern. The config file sets them by section (`server:`, `redis:`, `auth:`), one
+key per field; a `_seconds` field takes a duration (`10s`, `500ms`) under its name without the
+suffix. docs/limits.md lists every limit, its default, what happens when it is reached and the
+counter that shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Both listeners' connections, enforced before a request reaches the app."""
+
+    max_connections: int = 512
+    max_connections_per_client: int = 64
+    header_timeout_seconds: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    tls_handshake_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLimits:
+    max_reply_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AuthLimits:
+    max_pending_checks: int = 32
