@@ -19,7 +19,6 @@ class ServerLimits:
     header_timeout_seconds: float = 10.0
     max_header_bytes: int = 64 * 1024
     tls_handshake_timeout_seconds: float = 10.0
-    body_timeout_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
