@@ -126,6 +126,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="OTLP/HTTP listener (default 127.0.0.1:4318)",
     )
     add(
+        "--otlp.config.file",
+        dest="otlp_config_file",
+        metavar="FILE",
+        default=env.get("EXPORTER_OTLP_CONFIG_FILE"),
+        help="TLS, basic auth and bearer_token_file for the OTLP listener, in the web-config "
+        "format (env EXPORTER_OTLP_CONFIG_FILE)",
+    )
+    add(
         "--scrape.timeout",
         dest="scrape_timeout",
         metavar="DURATION",
@@ -222,12 +230,15 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     parse_listen_address(args.otlp_listen_address, "--otlp.listen-address")
     if args.web_config_file and not os.path.isfile(args.web_config_file):
         raise ConfigError(f"--web.config.file: {args.web_config_file} does not exist")
+    if args.otlp_config_file and not os.path.isfile(args.otlp_config_file):
+        raise ConfigError(f"--otlp.config.file: {args.otlp_config_file} does not exist")
     return Config(
         targets=targets,
         scrape_targets=scrape_targets,
         web_listen_address=args.web_listen_address,
         web_config_file=args.web_config_file,
         otlp_listen_address=args.otlp_listen_address,
+        otlp_config_file=args.otlp_config_file,
         scrape_timeout=parse_duration(timeout_raw, "--scrape.timeout"),
         log_level=_choice(args.log_level, LOG_LEVELS, "--log.level"),
         log_format=_choice(args.log_format, LOG_FORMATS, "--log.format"),

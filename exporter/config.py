@@ -33,6 +33,7 @@ class Config:
     web_listen_address: str = ":9121"
     web_config_file: str | None = None
     otlp_listen_address: str = "127.0.0.1:4318"
+    otlp_config_file: str | None = None
     scrape_timeout: float = 5.0
     log_level: str = "info"
     log_format: str = "logfmt"

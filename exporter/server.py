@@ -65,7 +65,7 @@ def run(config: Config) -> int:
         _Server(_uvicorn_config(sidecar.web_app, config.web_listen_address,
                                 "--web.listen-address", web_config)),
         _Server(_uvicorn_config(sidecar.otlp_app, config.otlp_listen_address,
-                                "--otlp.listen-address", None)),
+                                "--otlp.listen-address", sidecar.otlp_config)),
     ]
     log.info("starting", extra={
         "version": __version__,

@@ -1,19 +1,16 @@
 """`--web.config.file` in the Prometheus exporter-toolkit format: TLS and bcrypt basic auth, so a
-Prometheus configured for a Go exporter's TLS and auth scrapes this one unchanged."""
+Prometheus configured for a Go exporter's TLS and auth scrapes this one unchanged. The same format
+serves `--otlp.config.file`, which also takes `bearer_token_file` (see exporter/auth.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
-import hashlib
+import re
 import ssl
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import bcrypt
 import yaml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,6 +33,8 @@ _VERSIONS = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
+_BEARER_KEY = "bearer_token_file"
+_BCRYPT = re.compile(rb"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
 _TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version",
              "max_version", "cipher_suites", "prefer_server_cipher_suites",
              "curve_preferences", "client_allowed_sans"}
@@ -46,23 +45,41 @@ class WebConfig:
     tls: ssl.SSLContext | None = None
     users: Mapping[str, bytes] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    bearer_token: bytes | None = None
 
 
-def load_web_config(path: str) -> WebConfig:
+def load_web_config(path: str, bearer: bool = False) -> WebConfig:
+    """The file's settings; with `bearer` (the OTLP listener's file) also `bearer_token_file`,
+    a file holding the token that OTLP exporters send as `Authorization: Bearer <token>`."""
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
         raise WebConfigError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError:
         raise WebConfigError(f"{path} is not valid YAML") from None
-    if not isinstance(raw, dict) or set(raw) - _TOP_KEYS:
-        raise WebConfigError(f"{path}: top-level keys are {', '.join(sorted(_TOP_KEYS))}")
+    allowed = _TOP_KEYS | {_BEARER_KEY} if bearer else _TOP_KEYS
+    if not isinstance(raw, dict) or set(raw) - allowed:
+        raise WebConfigError(f"{path}: top-level keys are {', '.join(sorted(allowed))}")
     base = Path(path).parent
     return WebConfig(
         tls=_tls_context(raw.get("tls_server_config"), base),
         users=_users(raw.get("basic_auth_users")),
         headers=_headers(raw.get("http_server_config")),
+        bearer_token=_token(raw.get(_BEARER_KEY), base),
     )
+
+
+def _token(raw: Any, base: Path) -> bytes | None:
+    if raw is None:
+        return None
+    path = _resolve(base, raw)
+    try:
+        token = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise WebConfigError(f"cannot read bearer_token_file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise WebConfigError(f"bearer_token_file {path} must hold a token of 16 bytes or more")
+    return token
 
 
 def _resolve(base: Path, value: Any) -> str:
@@ -113,7 +130,7 @@ def _users(raw: Any) -> dict[str, bytes]:
     users = {}
     for name, hashed in raw.items():
         value = str(hashed).encode()
-        if not value.startswith((b"$2a$", b"$2b$", b"$2y$")):
+        if not _BCRYPT.fullmatch(value):
             raise WebConfigError(f"basic_auth_users: the hash of user {name!r} is not bcrypt")
         users[str(name)] = value
     return users
@@ -128,70 +145,6 @@ def _headers(raw: Any) -> dict[str, str]:
     if not isinstance(headers, dict):
         raise WebConfigError("http_server_config.headers must be a mapping")
     return {str(k): str(v) for k, v in headers.items()}
-
-
-class BasicAuthMiddleware:
-    """Checks bcrypt basic auth. bcrypt costs tens of milliseconds by design, so the check runs
-    in a thread, off the event loop, and a verified (user, password) pair is remembered by its
-    salted SHA-256, as exporter-toolkit does. An unknown user costs one bcrypt check against a
-    fixed dummy hash, like a known one, so timing does not tell which users exist."""
-
-    def __init__(self, app: ASGIApp, users: Mapping[str, bytes], max_cache: int = 1024) -> None:
-        self.app = app
-        self.users = users
-        self.max_cache = max_cache
-        self._salt = bcrypt.gensalt()
-        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt())
-        self._verified: set[bytes] = set()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or await self._authorized(scope):
-            await self.app(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": 401, "headers": [
-            (b"www-authenticate", b'Basic realm="tradesense-exporter"'),
-            (b"content-type", b"text/plain; charset=utf-8")]})
-        await send({"type": "http.response.body", "body": b"Unauthorized\n"})
-
-    async def _authorized(self, scope: Scope) -> bool:
-        credentials = _credentials(scope)
-        if credentials is None:
-            return False
-        user, password = credentials
-        known = self.users.get(user.decode(errors="replace"))
-        hashed = known if known is not None else self._dummy
-        key = hashlib.sha256(self._salt + user + b"\0" + password + b"\0" + hashed).digest()
-        if known is not None and key in self._verified:
-            return True
-        ok = await asyncio.to_thread(_checkpw, password, hashed)
-        if not ok or known is None:
-            return False
-        if len(self._verified) >= self.max_cache:
-            self._verified.clear()
-        self._verified.add(key)
-        return True
-
-
-def _credentials(scope: Scope) -> tuple[bytes, bytes] | None:
-    header = dict(scope["headers"]).get(b"authorization", b"")
-    scheme, _, encoded = header.partition(b" ")
-    if scheme.lower() != b"basic":
-        return None
-    try:
-        user, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
-    except (binascii.Error, ValueError):
-        return None
-    return (user, password) if sep else None
-
-
-def _checkpw(password: bytes, hashed: bytes) -> bool:
-    """bcrypt reads at most 72 bytes; bcrypt 5 refuses longer passwords rather than cut them."""
-    if len(password) > 72:
-        return False
-    try:
-        return bcrypt.checkpw(password, hashed)
-    except ValueError:
-        return False
 
 
 class HeadersMiddleware:

@@ -158,3 +158,13 @@ def test_bad_limits_name_the_key(tmp_path: Path, text: str, culprit: str) -> Non
     cfg.write_text(text + "\n")
     with pytest.raises(ConfigError, match=re.escape(culprit)):
         load_config([f"--config.file={cfg}"], {})
+
+
+def test_otlp_config_file_from_flag_or_environment(tmp_path: Path) -> None:
+    path = tmp_path / "otlp.yml"
+    path.write_text("bearer_token_file: token\n")
+    assert load_config([], {}).otlp_config_file is None
+    assert load_config([f"--otlp.config.file={path}"], {}).otlp_config_file == str(path)
+    assert load_config([], {"EXPORTER_OTLP_CONFIG_FILE": str(path)}).otlp_config_file == str(path)
+    with pytest.raises(ConfigError, match="--otlp.config.file: .* does not exist"):
+        load_config(["--otlp.config.file", str(tmp_path / "nope.yml")], {})
