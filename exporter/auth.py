@@ -5,8 +5,9 @@ Three properties hold under an auth storm:
 - Timing does not tell which users exist: an unknown user costs one bcrypt check against a dummy
   hash of the highest cost among the configured hashes, as a known user does.
 - bcrypt checks run in a small pool of their own and at most `auth.max_pending_checks` are
-  pending (queued or running); past that a request is refused at once with 503 and
-  `Retry-After`, rather than queued behind the storm.
+  pending (queued or running), `auth.max_pending_checks_per_client` from one client address;
+  past that a request is refused at once with 503 and `Retry-After`, rather than queued behind
+  the storm, and one noisy source leaves room for everyone else's first login.
 - A verified (user, password, hash) triple is remembered by its HMAC under a key drawn at
   start-up, in a bounded LRU, so a legitimate client that logged in once never waits behind
   the queue again. Only correct passwords of configured users enter it, so an attacker cannot
@@ -74,10 +75,13 @@ class Authenticator:
     ) -> None:
         self.users = dict(users)
         self.token_digest = hashlib.sha256(bearer_token).digest() if bearer_token else None
-        self.max_pending = (limits or AuthLimits()).max_pending_checks
+        limits = limits or AuthLimits()
+        self.max_pending = limits.max_pending_checks
+        self.max_pending_per_client = limits.max_pending_checks_per_client
         self.check = check
         self.cache_entries = cache_entries
         self.pending = 0
+        self._pending_by_client: dict[str, int] = {}
         self.cache_hits = 0
         self.rejected: dict[Verdict, int] = dict.fromkeys(REJECT_REASONS, 0)
         self._key = os.urandom(32)
@@ -94,7 +98,7 @@ class Authenticator:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def verify(self, header: bytes) -> Verdict:
+    async def verify(self, header: bytes, client: str = "") -> Verdict:
         scheme, _, value = header.partition(b" ")
         scheme = scheme.lower()
         if scheme == b"bearer" and self.token_digest is not None:
@@ -103,10 +107,10 @@ class Authenticator:
         if scheme == b"basic" and self.users:
             credentials = _basic_credentials(value)
             if credentials is not None:
-                return await self._verify_basic(*credentials)
+                return await self._verify_basic(*credentials, client)
         return "unauthorized"
 
-    async def _verify_basic(self, user: bytes, password: bytes) -> Verdict:
+    async def _verify_basic(self, user: bytes, password: bytes, client: str) -> Verdict:
         known = self.users.get(user.decode(errors="replace"))
         hashed = known if known is not None else self._dummy
         key = hmac.new(self._key, len(user).to_bytes(4, "big") + user + hashed + password,
@@ -115,20 +119,31 @@ class Authenticator:
             self._verified.move_to_end(key)
             self.cache_hits += 1
             return "ok"
-        if self.pending >= self.max_pending:
+        mine = self._pending_by_client.get(client, 0)
+        if self.pending >= self.max_pending or mine >= self.max_pending_per_client:
             return "overloaded"
         self.pending += 1
+        self._pending_by_client[client] = mine + 1
         try:
             loop = asyncio.get_running_loop()
             ok = await loop.run_in_executor(self._executor, self.check, password, hashed)
         finally:
             self.pending -= 1
+            self._release(client)
         if not ok or known is None:
             return "unauthorized"
         self._verified[key] = None
         if len(self._verified) > self.cache_entries:
             self._verified.popitem(last=False)
         return "ok"
+
+
+    def _release(self, client: str) -> None:
+        left = self._pending_by_client[client] - 1
+        if left:
+            self._pending_by_client[client] = left
+        else:
+            del self._pending_by_client[client]
 
 
 def _basic_credentials(encoded: bytes) -> tuple[bytes, bytes] | None:
@@ -162,7 +177,8 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-        verdict = await self.auth.verify(header)
+        client = scope.get("client")
+        verdict = await self.auth.verify(header, client[0] if client else "")
         if verdict == "ok":
             await self.app(scope, receive, send)
             return

@@ -28,4 +28,8 @@ class RedisLimits:
 
 @dataclass(frozen=True, slots=True)
 class AuthLimits:
+    """bcrypt checks queued or running: in all, and from one client address, so that one
+    source of wrong passwords cannot hold every place a legitimate first login needs."""
+
     max_pending_checks: int = 32
+    max_pending_checks_per_client: int = 8

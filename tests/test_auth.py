@@ -111,6 +111,28 @@ def test_checks_past_the_bound_are_refused_at_once_and_cached_logins_skip_the_qu
     assert auth.cache_hits == 1
 
 
+def test_one_client_cannot_hold_every_pending_check() -> None:
+    gate = _Gate()
+    limits = AuthLimits(max_pending_checks=8, max_pending_checks_per_client=3)
+    auth = Authenticator({"alice": _hash("right", 4)}, limits=limits, check=gate, workers=1)
+
+    async def scenario() -> None:
+        noisy = [asyncio.create_task(auth.verify(_basic(f"x{i}", "guess"), "10.0.0.66"))
+                 for i in range(6)]
+        await asyncio.sleep(0.05)
+        assert [t.result() for t in noisy if t.done()] == ["overloaded"] * 3
+        first = asyncio.create_task(auth.verify(_basic("alice", "right"), "10.0.0.1"))
+        await asyncio.sleep(0.05)
+        assert not first.done() and auth.pending == 4
+        gate.open.set()
+        assert await first == "ok"
+        await asyncio.gather(*noisy)
+        assert auth.pending == 0 and not auth._pending_by_client
+
+    asyncio.run(scenario())
+    auth.close()
+
+
 def test_cache_is_bounded_and_never_holds_failures() -> None:
     users = {f"u{i}": _hash(f"pw{i}", 4) for i in range(3)}
     auth = Authenticator(users, cache_entries=2, workers=1)
