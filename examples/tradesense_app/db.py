@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     case,
+    event,
     func,
     insert,
     select,
@@ -47,12 +49,25 @@ SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "EURUSD", "BTCUSD", "ES", "NQ
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(settings.database_url),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_pre_ping=True,
     )
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _add_sleep)
+    return engine
+
+
+def _add_sleep(dbapi_connection: Any, record: Any) -> None:
+    """`tradesense_sleep(seconds)` in SQL, SQLite's stand-in for PostgreSQL's pg_sleep."""
+    dbapi_connection.create_function("tradesense_sleep", 1, _sleep)
+
+
+def _sleep(seconds: float) -> int:
+    time.sleep(min(max(float(seconds), 0.0), 30.0))
+    return 1
 
 
 async def prepare(engine: AsyncEngine, settings: Settings) -> None:
@@ -142,26 +157,24 @@ async def summary(connection: AsyncConnection, user_id: int) -> list[dict[str, A
 
 async def slow_summary(connection: AsyncConnection, user_id: int,
                        settings: Settings) -> dict[str, Any]:
-    """The same kind of answer, deliberately slow: pg_sleep, or a long recursive CTE on SQLite."""
+    """The same kind of answer, deliberately slow: it sleeps `settings.slow_seconds` in the
+    database (pg_sleep, or tradesense_sleep on SQLite), whatever the machine's speed."""
     if connection.dialect.name == "postgresql":
         statement = text(
             # A one-time filter: PostgreSQL runs it even when no row matches (pg_sleep in
             # FROM is skipped when the join's other side is empty).
             "SELECT count(*) AS trades, sum(pnl) AS total_pnl FROM trades "
-            "WHERE user_id = :user_id AND (SELECT pg_sleep(0.6)) IS NOT NULL"
+            "WHERE user_id = :user_id AND (SELECT pg_sleep(:seconds)) IS NOT NULL"
         )
-        parameters: dict[str, Any] = {"user_id": user_id}
     else:
+        # An aggregate always returns one row, so the scalar subquery in it runs exactly once.
         statement = text(
-            "WITH RECURSIVE walk(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM walk "
-            "WHERE n < :rows) "
-            "SELECT count(*) AS trades, sum(t.pnl) AS total_pnl "
-            "FROM walk JOIN trades t ON t.id = walk.n % :modulo + 1 WHERE t.user_id = :user_id"
+            "SELECT count(*) AS trades, sum(pnl) AS total_pnl, "
+            "(SELECT tradesense_sleep(:seconds)) AS slept FROM trades WHERE user_id = :user_id"
         )
-        parameters = {"rows": settings.slow_rows, "modulo": settings.seed_trades,
-                      "user_id": user_id}
+    parameters: dict[str, Any] = {"user_id": user_id, "seconds": settings.slow_seconds}
     row = (await connection.execute(statement, parameters)).one()
-    return _plain(row._mapping)
+    return _plain({k: v for k, v in row._mapping.items() if k != "slept"})
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     DATABASE_URL                 sqlite:///<tmp>/tradesense-demo.db; postgresql://... works too
     REDIS_URL                    redis://127.0.0.1:6379/0
     SLOW_QUERY_THRESHOLD         0.5 (seconds)
-    SLOW_CTE_ROWS                1500000 (how slow the SQLite slow summary is)
+    SLOW_SUMMARY_SECONDS         0.6 (how long the slow summary sleeps, on any database)
     TRADESENSE_KEY_PREFIX        tradesense: (every Redis key the app writes starts with it)
     TRADESENSE_MEMORY_ENTRIES    1000 (entries per cache in the in-memory LRU layer)
     TRADESENSE_MEMORY_TTL        30 (seconds an entry may live in memory, at most its own TTL)
@@ -33,7 +33,7 @@ class Settings:
     slow_query_threshold: float = 0.5
     seed_users: int = 50
     seed_trades: int = 5000
-    slow_rows: int = 1_500_000  # rows of the recursive CTE that makes SQLite slow on demand
+    slow_seconds: float = 0.6  # the slow summary's deliberate sleep, above the 0.5 s threshold
     pool_size: int = 20
     max_overflow: int = 40
     key_prefix: str = "tradesense:"
@@ -53,7 +53,7 @@ class Settings:
             database_url=env("DATABASE_URL", f"sqlite:///{default_db}"),
             redis_url=env("REDIS_URL", "redis://127.0.0.1:6379/0"),
             slow_query_threshold=float(env("SLOW_QUERY_THRESHOLD", "0.5")),
-            slow_rows=int(env("SLOW_CTE_ROWS", "1500000")),
+            slow_seconds=float(env("SLOW_SUMMARY_SECONDS", "0.6")),
             key_prefix=env("TRADESENSE_KEY_PREFIX", "tradesense:"),
             memory_entries=int(env("TRADESENSE_MEMORY_ENTRIES", "1000")),
             memory_ttl=float(env("TRADESENSE_MEMORY_TTL", "30")),

@@ -63,7 +63,7 @@ def settings(tmp_path: Path, prefix: str) -> Settings:
         redis_url=SHARED_REDIS,
         slow_query_threshold=0.05,
         seed_trades=2000,
-        slow_rows=300_000,
+        slow_seconds=0.1,
         key_prefix=prefix,
     )
 
@@ -640,7 +640,7 @@ def test_instrumented_pool_query_and_slow_query_metrics(settings: Settings) -> N
                  for p in points_of(data, semconv.OPERATION_DURATION)}
     assert ("SELECT", "trades") in durations
     slow_spans = [s for s in exported.spans.get_finished_spans()
-                  if "WITH RECURSIVE" in str(s.attributes.get(semconv.DB_QUERY_FINGERPRINT))]
+                  if "tradesense_sleep" in str(s.attributes.get(semconv.DB_QUERY_FINGERPRINT))]
     assert len(slow_spans) == 1
     assert slow_spans[0].name == "SELECT trades"
 
@@ -676,7 +676,8 @@ def test_on_postgresql_the_slow_summary_sleeps(
 ) -> None:
     assert async_url(postgres_database).startswith("postgresql+asyncpg://")
     exported = Exported()
-    on_postgres = replace(settings, database_url=postgres_database, seed_trades=500)
+    on_postgres = replace(settings, database_url=postgres_database, seed_trades=500,
+                          slow_seconds=0.6)
     with serve(create_app(on_postgres, **exported.options())) as client:
         started = time.perf_counter()
         response = client.get("/analytics/summary", params={"user_id": 2, "slow": "1"})
