@@ -231,6 +231,11 @@ def _without_trailing_comment(statement: str) -> str:
 
 
 def _error_type(error: BaseException) -> str:
+    """The exception's class, fully qualified; for SQLAlchemy's asyncio driver adapters (asyncpg,
+    aiosqlite, ...) the driver's own exception they re-raise from, the one on-call can act on."""
+    cause = error.__cause__
+    if type(error).__qualname__.startswith("AsyncAdapt") and isinstance(cause, BaseException):
+        error = cause
     cls = type(error)
     if cls.__module__ == "builtins":
         return cls.__qualname__

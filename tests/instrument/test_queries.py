@@ -87,6 +87,22 @@ def test_failed_statement_is_recorded_with_its_error_type(
     engine.dispose()
 
 
+def test_asyncpg_error_type_is_the_drivers_own(
+    telemetry: Telemetry, postgres_async: str
+) -> None:
+    async def scenario() -> None:
+        engine = create_async_engine(postgres_async)
+        telemetry.instrument(engine)
+        async with engine.connect() as connection:
+            with pytest.raises(exc.ProgrammingError):
+                await connection.execute(text("SELECT * FROM no_such_table_for_instrument_tests"))
+        await engine.dispose()
+
+    asyncio.run(scenario())
+    point = telemetry.value(DURATION, error__type="asyncpg.exceptions.UndefinedTableError")
+    assert point.count == 1
+
+
 def test_collections_past_the_limit_fold_into_other(
     telemetry: Telemetry, sqlite: Engine
 ) -> None:
