@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Scope
 
 from exporter.auth import Authenticator, AuthMiddleware, OnReject, Verdict, auth_families
 from exporter.config import Config, ConfigError, parse_listen_address
+from exporter.connections import ConnectionStats
 from exporter.exposition import Family
 from exporter.otlp.receiver import otlp_app
 from exporter.otlp.state import OtlpState
@@ -31,6 +32,7 @@ class Sidecar:
     otlp: OtlpState
     otlp_config: WebConfig | None = None
     authenticators: dict[str, Authenticator] = field(default_factory=dict)
+    connections: ConnectionStats = field(default_factory=ConnectionStats)
 
     async def close(self) -> None:
         for auth in self.authenticators.values():
@@ -39,7 +41,7 @@ class Sidecar:
 
 
 def build_sidecar(config: Config, web_config: WebConfig | None = None) -> Sidecar:
-    redis = RedisCollector(config.scrape_timeout)
+    redis = RedisCollector(config.scrape_timeout, config.redis)
     otlp = OtlpState(config.otlp, config.slow_queries)
     otlp_config = load_otlp_config(config.otlp_config_file)
     auths = {name: Authenticator(wc.users, wc.bearer_token, config.auth)
@@ -49,12 +51,14 @@ def build_sidecar(config: Config, web_config: WebConfig | None = None) -> Sideca
     def collect_auth() -> list[Family]:
         return auth_families(auths.items()) if auths else []
 
-    state = WebState(config, redis, [otlp.collect, SelfCollector().collect, collect_auth])
+    connections = ConnectionStats()
+    state = WebState(config, redis, [otlp.collect, SelfCollector().collect, collect_auth,
+                                     connections.collect, redis.counters])
     web = _secured(build_web_app(state, [slow_queries_route(otlp.slow_queries)]), web_config,
                    auths.get("web"))
     otlp_asgi = _secured(otlp_app(otlp), otlp_config, auths.get("otlp"), _count_in_receiver(otlp))
     _warn_if_open(config.otlp_listen_address, otlp_config, "otlp" in auths)
-    return Sidecar(web, otlp_asgi, redis, otlp, otlp_config, auths)
+    return Sidecar(web, otlp_asgi, redis, otlp, otlp_config, auths, connections)
 
 
 def load_otlp_config(path: str | None) -> WebConfig | None:

@@ -23,7 +23,11 @@ class ServerLimits:
 
 @dataclass(frozen=True, slots=True)
 class RedisLimits:
+    """Per target: the bytes one round trip's replies may take, and the least time between the
+    starts of two round trips (scrapes arriving in between share the next one)."""
+
     max_reply_bytes: int = 16 * 1024 * 1024
+    min_round_trip_interval_seconds: float = 0.2
 
 
 @dataclass(frozen=True, slots=True)

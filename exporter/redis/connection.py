@@ -5,27 +5,93 @@ least-privilege ACL user may not run and which Redis 7.0 refuses (each refusal w
 error stats).
 A connection that fails or times out mid-reply is dropped (its protocol state is unknown) and the
 next scrape dials again; a healthy one is reused, unlike redis_exporter which dials every scrape.
+A reused connection that fails before any byte of reply (closed by a restarted server, or by its
+idle `timeout`) is retried once on a fresh one: every command a scrape sends is read-only.
+
+Replies are read by a parser that charges every element against the round trip's byte budget
+(`redis.max_reply_bytes`) before reading it, so a huge bulk string or array is refused before it
+is buffered, and the connection is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio.connection as rconn
 import redis.exceptions
+from redis._parsers.resp2 import _AsyncRESP2Parser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from exporter.redis.errors import ScrapeError, classify, is_auth_reply
+from exporter.limits import RedisLimits
+from exporter.redis.errors import ReplyTooLarge, ScrapeError, classify, is_auth_reply
 from exporter.redis.target import RedisTarget
 
+# What a decoded element costs beyond its bytes on the wire (its line, the parser's copy of it,
+# the object and its slot: about 125 bytes measured), so that an array of millions of tiny
+# elements is bounded in memory as well as one huge string.
+ELEMENT_OVERHEAD = 128
+RETRIED = frozenset({"connection closed by server", "connection reset by server"})
 
-def build_connection(target: RedisTarget, timeout: float) -> rconn.AbstractConnection:
+
+class ReplyBudget:
+    """The bytes one round trip's replies may still take; shared by a connection's parser."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def reset(self) -> None:
+        self.used = 0
+
+    def charge(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise ReplyTooLarge(self.limit)
+
+
+class CappedParser(_AsyncRESP2Parser):
+    """RESP2, charging each line and bulk length against the budget before reading on."""
+
+    def __init__(self, socket_read_size: int, budget: ReplyBudget) -> None:
+        super().__init__(socket_read_size)
+        self.budget = budget
+
+    async def _readline(self) -> bytes:
+        try:
+            line = await super()._readline()
+        except ValueError:  # the stream reader's line limit (64 KiB): no CRLF in sight
+            raise ReplyTooLarge(self.budget.limit) from None
+        self.budget.charge(len(line) + 2 + ELEMENT_OVERHEAD)
+        return line
+
+    async def _read(self, length: int) -> bytes:
+        if length < 0:
+            raise redis.exceptions.InvalidResponse("Protocol Error: negative bulk length")
+        self.budget.charge(length + 2)
+        return await super()._read(length)
+
+
+@dataclass(slots=True)
+class ConnectionStats:
+    """Counted for the sidecar's own metrics, per target; outlive the connection objects."""
+
+    reconnects: int = 0
+    replies_too_large: int = 0
+
+
+def build_connection(target: RedisTarget, timeout: float,
+                     budget: ReplyBudget | None = None) -> rconn.AbstractConnection:
+    parser = functools.partial(CappedParser, budget=budget or ReplyBudget(
+        RedisLimits().max_reply_bytes))
     common: dict[str, Any] = {
+        "parser_class": parser,
         "db": target.db,
         "username": target.username,
         "password": target.password,
@@ -55,34 +121,51 @@ def build_connection(target: RedisTarget, timeout: float) -> rconn.AbstractConne
 
 
 class RedisConnection:
-    """Serialises scrapes of one target over one connection (a second concurrent scrape waits
-    for the first, within its own deadline)."""
+    """Serialises round trips to one target over one connection (the collector already lets
+    concurrent scrapes of a target share one)."""
 
-    def __init__(self, target: RedisTarget, timeout: float) -> None:
+    def __init__(self, target: RedisTarget, timeout: float,
+                 limits: RedisLimits | None = None, stats: ConnectionStats | None = None) -> None:
         self.target = target
         self.timeout = timeout
         self.last_connect_seconds = 0.0
+        self.stats = stats or ConnectionStats()
+        self._budget = ReplyBudget((limits or RedisLimits()).max_reply_bytes)
         self._conn: rconn.AbstractConnection | None = None
         self._lock = asyncio.Lock()
 
     async def execute(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
         async with self._lock:
+            self.last_connect_seconds = 0.0
+            reused = self._conn is not None and self._conn.is_connected
             try:
-                conn = await self._connected()
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                return [await self._read_one(conn) for _ in commands]
-            except BaseException as exc:
-                self._drop()
-                if isinstance(exc, asyncio.CancelledError):
+                return await self._round_trip(commands)
+            except ScrapeError as error:
+                if not (reused and self._budget.used == 0 and error.reason in RETRIED):
                     raise
-                raise classify(exc, self.timeout) from None
+            self.stats.reconnects += 1
+            return await self._round_trip(commands)
+
+    async def _round_trip(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
+        try:
+            self._budget.reset()
+            conn = await self._connected()
+            self._budget.reset()  # the handshake's replies are not the scrape's
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [await self._read_one(conn) for _ in commands]
+        except BaseException as exc:
+            self._drop()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if isinstance(exc, ReplyTooLarge):
+                self.stats.replies_too_large += 1
+            raise classify(exc, self.timeout) from None
 
     async def _connected(self) -> rconn.AbstractConnection:
-        self.last_connect_seconds = 0.0
         if self._conn is not None and self._conn.is_connected:
             return self._conn
         started = time.perf_counter()
-        conn = build_connection(self.target, self.timeout)
+        conn = build_connection(self.target, self.timeout, self._budget)
         self._conn = conn
         await conn.connect()
         self.last_connect_seconds = time.perf_counter() - started

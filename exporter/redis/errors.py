@@ -17,6 +17,13 @@ class ScrapeError(Exception):
         self.reason = reason
 
 
+class ReplyTooLarge(ScrapeError):
+    """A reply would exceed `redis.max_reply_bytes`; raised before it is buffered."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"reply too large (over {limit} bytes)")
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc

@@ -1,16 +1,22 @@
-"""Reaching Redis: TLS with a client certificate, ACL users, unix sockets, precise errors."""
+"""Reaching Redis: TLS with a client certificate, ACL users, unix sockets, precise errors; one
+retry on a fresh connection when a reused one was closed; replies bounded in size."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from exporter.limits import RedisLimits
 from exporter.redis.connection import RedisConnection
 from exporter.redis.errors import ScrapeError
 from exporter.redis.target import RedisTarget, TLSOptions, parse_address
+from tests.support.fake_redis import MiB, huge_reply_server
 from tests.support.redis_servers import (
     ACL_USER,
     RedisServer,
@@ -116,5 +122,154 @@ def test_handshake_needs_no_rights_and_counts_no_errors(tmp_path: Path) -> None:
             (info,) = run(conn, ("INFO", "server"))
             assert isinstance(info, str) and "redis_version" in info
             assert admin.info("errorstats") == errors_before
+    finally:
+        srv.stop()
+
+
+# --- a reused connection that the server closed: retried once on a fresh one ----------------
+
+def test_connection_closed_by_a_restart_is_retried_once(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path / "restart")
+
+    async def go() -> list[list[object]]:
+        conn = RedisConnection(parse_address(srv.url), 3)
+        try:
+            first = await conn.execute([("PING",)])
+            srv.restart()
+            second = await conn.execute([("PING",)])
+            assert conn.last_connect_seconds > 0  # the retry dialled anew
+            return [first, second, [conn.stats.reconnects]]
+        finally:
+            await conn.close()
+
+    try:
+        assert asyncio.run(go()) == [["PONG"], ["PONG"], [1]]
+    finally:
+        srv.stop()
+
+
+def test_idle_timeout_closes_are_retried(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path / "idle", ["timeout 1"])
+
+    async def go() -> tuple[list[object], int]:
+        conn = RedisConnection(parse_address(srv.url), 3)
+        replies: list[object] = []
+        try:
+            for _ in range(3):
+                replies += await conn.execute([("PING",)])
+                await asyncio.sleep(2)  # past the server's idle timeout: it closes ours
+            return replies, conn.stats.reconnects
+        finally:
+            await conn.close()
+
+    try:
+        replies, reconnects = asyncio.run(go())
+    finally:
+        srv.stop()
+    assert replies == ["PONG"] * 3
+    assert reconnects == 2  # the first scrape dialled; each later one found ours closed
+
+
+def test_a_server_that_is_really_down_fails_at_once(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path / "down")
+
+    async def go() -> float:
+        conn = RedisConnection(parse_address(srv.url), 3)
+        try:
+            await conn.execute([("PING",)])
+            srv.stop()
+            started = time.monotonic()
+            with pytest.raises(ScrapeError, match="^connection refused$"):
+                await conn.execute([("PING",)])
+            assert conn.stats.reconnects == 1
+            with pytest.raises(ScrapeError, match="^connection refused$"):
+                await conn.execute([("PING",)])
+            assert conn.stats.reconnects == 1  # a fresh dial that fails is not retried
+            return time.monotonic() - started
+        finally:
+            await conn.close()
+
+    assert asyncio.run(go()) < 1.0
+
+
+def test_failure_after_part_of_a_reply_is_not_retried() -> None:
+    # Sends half a reply, then hangs up: the commands may have run, so it is not retried.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            peer, _ = listener.accept()
+            with peer:
+                peer.recv(65536)
+                peer.sendall(b"+PONG\r\n")
+                peer.recv(65536)
+                peer.sendall(b"$10\r\nhal")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    async def go() -> int:
+        conn = RedisConnection(parse_address(f"redis://127.0.0.1:{port}"), 3)
+        try:
+            assert await conn.execute([("PING",)]) == ["PONG"]
+            with pytest.raises(ScrapeError, match="connection closed by server"):
+                await conn.execute([("INFO",)])
+            return conn.stats.reconnects
+        finally:
+            await conn.close()
+
+    try:
+        assert asyncio.run(go()) == 0
+    finally:
+        listener.close()
+
+
+# --- replies over redis.max_reply_bytes: refused before they are buffered -------------------
+
+@pytest.mark.parametrize("kind", ["bulk", "array", "line"])
+def test_huge_reply_is_refused_before_it_is_buffered(kind: str) -> None:
+    limits = RedisLimits(max_reply_bytes=1 * MiB)
+    with huge_reply_server(kind, size=400 * MiB) as fake:
+        async def go() -> tuple[float, int]:
+            conn = RedisConnection(parse_address(fake.url), 5, limits)
+            try:
+                started = time.monotonic()
+                with pytest.raises(ScrapeError, match="^reply too large"):
+                    await conn.execute([("INFO", "ALL")])
+                return time.monotonic() - started, conn.stats.replies_too_large
+            finally:
+                await conn.close()
+
+        elapsed, refused = asyncio.run(go())
+        deadline = time.monotonic() + 5
+        while not fake.sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert refused == 1
+    assert elapsed < 2.0
+    # The server got to write the cap, the stream reader's window and the socket buffers,
+    # not the 400 MiB it meant to.
+    assert fake.sent and fake.sent[0] < 40 * MiB
+
+
+def test_budget_is_per_round_trip(tmp_path: Path) -> None:
+    srv = start_redis(tmp_path / "budget")
+    limits = RedisLimits(max_reply_bytes=64 * 1024)
+
+    async def go() -> None:
+        conn = RedisConnection(parse_address(srv.url), 3, limits)
+        try:
+            for _ in range(20):  # each INFO ALL fits; twenty of them together would not
+                (info,) = await conn.execute([("INFO", "ALL")])
+                assert isinstance(info, str) and "redis_version" in info
+            with pytest.raises(ScrapeError, match="reply too large"):
+                await conn.execute([("INFO", "ALL")] * 20)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(go())
     finally:
         srv.stop()
