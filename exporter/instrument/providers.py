@@ -24,6 +24,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from exporter import __version__
+from exporter.instrument.delivery import (
+    EXPORT_TIMEOUT_SECONDS,
+    KeepingSpanExporter,
+    QuietMetricExporter,
+    SidecarLink,
+)
 from exporter.instrument.export import MergingMetricExporter
 from exporter.instrument.histograms import LocalHistogram
 
@@ -57,6 +63,7 @@ class _Own:
     tracer_provider: TracerProvider | None = None
     meter_provider: MeterProvider | None = None
     local: LocalHistograms = field(default_factory=LocalHistograms)
+    link: SidecarLink | None = None
 
 
 _OWN: dict[ExportSettings, _Own] = {}
@@ -79,7 +86,7 @@ def own_tracer_provider(settings: ExportSettings) -> TracerProvider:
     with _OWN_LOCK:
         own = _own(settings)
         if own.tracer_provider is None:
-            own.tracer_provider = _tracer_provider(own.resource, settings)
+            own.tracer_provider = _tracer_provider(own, settings)
         return own.tracer_provider
 
 
@@ -88,13 +95,16 @@ def own_meter_provider(settings: ExportSettings) -> tuple[MeterProvider, LocalHi
     with _OWN_LOCK:
         own = _own(settings)
         if own.meter_provider is None:
-            own.meter_provider = _meter_provider(own.resource, settings, own.local)
+            own.meter_provider = _meter_provider(own, settings)
         return own.meter_provider, own.local
 
 
 def _own(settings: ExportSettings) -> _Own:
     if settings not in _OWN:
-        _OWN[settings] = _Own(resource=build_resource(settings.service_name))
+        shown = settings.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or (
+            DEFAULT_ENDPOINT)
+        _OWN[settings] = _Own(resource=build_resource(settings.service_name),
+                              link=SidecarLink(shown))
     return _OWN[settings]
 
 
@@ -114,18 +124,17 @@ def app_meter_provider(given: metrics.MeterProvider | None) -> metrics.MeterProv
     return current if isinstance(current, MeterProvider) else None
 
 
-def _tracer_provider(resource: Resource, settings: ExportSettings) -> TracerProvider:
-    exporter = settings.span_exporter or _otlp_span_exporter(settings.endpoint)
-    provider = TracerProvider(resource=resource)
+def _tracer_provider(own: _Own, settings: ExportSettings) -> TracerProvider:
+    exporter = settings.span_exporter or _otlp_span_exporter(settings.endpoint, own.link)
+    provider = TracerProvider(resource=own.resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
 
-def _meter_provider(
-    resource: Resource, settings: ExportSettings, local: LocalHistograms
-) -> MeterProvider:
-    inner = settings.metric_exporter or _otlp_metric_exporter(settings.endpoint)
-    merging = MergingMetricExporter(inner, local, SCOPE, resource)
+def _meter_provider(own: _Own, settings: ExportSettings) -> MeterProvider:
+    resource = own.resource
+    inner = settings.metric_exporter or _otlp_metric_exporter(settings.endpoint, own.link)
+    merging = MergingMetricExporter(inner, own.local, SCOPE, resource)
     interval = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else (
         DEFAULT_EXPORT_INTERVAL_MILLIS
     )
@@ -142,13 +151,23 @@ def _signal_endpoint(endpoint: str | None, signal: str) -> str | None:
     return f"{endpoint.rstrip('/')}/v1/{signal}"
 
 
-def _otlp_metric_exporter(endpoint: str | None) -> MetricExporter:
+def _timeout(signal: str) -> float | None:
+    """Ours, unless the standard variables set one (the SDK then reads them itself)."""
+    env = (f"OTEL_EXPORTER_OTLP_{signal.upper()}_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    return None if any(os.environ.get(name) for name in env) else EXPORT_TIMEOUT_SECONDS
+
+
+def _otlp_metric_exporter(endpoint: str | None, link: SidecarLink | None) -> MetricExporter:
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 
-    return OTLPMetricExporter(endpoint=_signal_endpoint(endpoint, "metrics"))
+    exporter = OTLPMetricExporter(endpoint=_signal_endpoint(endpoint, "metrics"),
+                                  timeout=_timeout("metrics"))
+    return exporter if link is None else QuietMetricExporter(exporter, link)
 
 
-def _otlp_span_exporter(endpoint: str | None) -> SpanExporter:
+def _otlp_span_exporter(endpoint: str | None, link: SidecarLink | None) -> SpanExporter:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    return OTLPSpanExporter(endpoint=_signal_endpoint(endpoint, "traces"))
+    exporter = OTLPSpanExporter(endpoint=_signal_endpoint(endpoint, "traces"),
+                                timeout=_timeout("traces"))
+    return exporter if link is None else KeepingSpanExporter(exporter, link)

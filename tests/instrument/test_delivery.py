@@ -1,0 +1,103 @@
+"""The app when its sidecar is away: one line when it goes and one when it is back, slow-query
+spans kept and delivered on its return, and an exit that waits at most about a second.
+
+The app and the sidecar are real processes talking OTLP/HTTP over loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tests.support.e2e_app import ROOT, app_env, fetch, poll
+from tests.support.net import free_port, wait_http
+from tests.support.sidecar import run_sidecar
+
+SDK_NOISE = "opentelemetry."  # any record of the SDK's exporters
+
+
+class AwayApp:
+    def __init__(self, endpoint: str) -> None:
+        env = app_env(endpoint, "away")
+        env.pop("OTEL_EXPORTER_OTLP_ENDPOINT")
+        env["OTEL_METRIC_EXPORT_INTERVAL"] = "60000"  # exports happen when the test says
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.instrument.away_app", endpoint], cwd=ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def exit_seconds(self) -> tuple[float, str]:
+        """Seconds from the end of its input to its exit, and everything it logged."""
+        assert self.proc.stdin
+        started = time.monotonic()
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        elapsed = time.monotonic() - started
+        assert self.proc.stderr
+        return elapsed, self.proc.stderr.read()
+
+
+@contextmanager
+def hung_listener() -> Iterator[int]:
+    """A port that accepts connections (in the kernel's backlog) and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        yield server.getsockname()[1]
+
+
+def lines(log: str, needle: str) -> list[str]:
+    return [line for line in log.splitlines() if needle in line]
+
+
+def test_sidecar_away_then_back_two_lines_and_the_slow_queries_delivered() -> None:
+    port = free_port()
+    app = AwayApp(f"http://127.0.0.1:{port}")
+    for _ in range(2):  # two failed rounds: still one line
+        assert app.ask("query") == {"queried": 5}
+        app.ask("flush")  # the SDK's force_flush says whether it collected, not delivered
+    with run_sidecar(["--redis.addr=", f"--otlp.listen-address=127.0.0.1:{port}"],
+                     wait=False) as sidecar:
+        wait_http(f"http://127.0.0.1:{port}/v1/metrics")
+        assert app.ask("flush") == {"flushed": True}
+
+        def delivered() -> int | None:
+            listing = json.loads(fetch(f"{sidecar.web_url}/api/slow-queries"))["slow_queries"]
+            calls = sum(q["calls"] for q in listing if "away_probe" in q["fingerprint"])
+            return calls or None
+
+        assert poll(delivered, "the kept slow-query spans at the sidecar") == 10
+        _, log = app.exit_seconds()
+    assert len(lines(log, "is unreachable")) == 1, log
+    assert len(lines(log, "is reachable again; delivered 10 kept slow-query spans")) == 1, log
+    assert not lines(log, SDK_NOISE), log
+    assert "(refused, or no answer within 1 s)" in lines(log, "is unreachable")[0]
+
+
+def test_exit_with_the_sidecar_down_waits_about_a_second() -> None:
+    app = AwayApp(f"http://127.0.0.1:{free_port()}")
+    app.ask("query")
+    elapsed, log = app.exit_seconds()
+    assert elapsed < 3.0, f"exit took {elapsed:.1f}s\n{log}"  # the design bound is 1 s
+    assert len(lines(log, "is unreachable")) == 1, log
+
+
+def test_exit_with_the_sidecar_hung_waits_about_a_second() -> None:
+    with hung_listener() as port:
+        app = AwayApp(f"http://127.0.0.1:{port}")
+        app.ask("query")
+        elapsed, log = app.exit_seconds()
+    assert elapsed < 3.0, f"exit took {elapsed:.1f}s\n{log}"
+    assert len(lines(log, "is unreachable")) == 1, log
