@@ -9,6 +9,7 @@ so a new user sees data within a minute) and the SDK's other exporter and batch 
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -37,6 +38,13 @@ SCOPE = InstrumentationScope("exporter.instrument", __version__)
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 DEFAULT_EXPORT_INTERVAL_MILLIS = 10_000
 _INSTANCE_ID = str(uuid.uuid4())  # one per process, so each worker is its own series
+log = logging.getLogger("exporter.instrument")
+FORK_ADVICE = (
+    "instrument() ran before this process forked (gunicorn --preload, or instrument() at import "
+    "in a pre-fork server): the workers share one service.instance.id and overwrite each "
+    "other's series at the sidecar, and the parent keeps reporting its own idle pools; call "
+    "instrument() in each worker, after the fork (a post_fork hook, or the app's lifespan)"
+)
 
 
 @dataclass
@@ -97,6 +105,14 @@ def own_meter_provider(settings: ExportSettings) -> tuple[MeterProvider, LocalHi
         if own.meter_provider is None:
             own.meter_provider = _meter_provider(own, settings)
         return own.meter_provider, own.local
+
+
+def _after_fork_in_child() -> None:
+    if _OWN:
+        log.warning(FORK_ADVICE)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _own(settings: ExportSettings) -> _Own:

@@ -146,3 +146,25 @@ def test_every_process_gets_its_own_instance_id(receiver: Receiver) -> None:
         resource = receiver.metrics()[-1].resource_metrics[0].resource
         ids.add(attributes(resource.attributes)["service.instance.id"])
     assert len(ids) == 2
+
+
+def test_instrument_before_a_fork_says_what_to_do(tmp_path: Path) -> None:
+    """gunicorn --preload with instrument() at import: the forked worker says, once, to call it
+    after the fork."""
+    script = tmp_path / "preload.py"
+    script.write_text(
+        "import logging, os, sys\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stderr)\n"
+        "from sqlalchemy import create_engine\n"
+        "from exporter.instrument import instrument\n"
+        "instrument(create_engine('sqlite://'), otlp_endpoint='http://127.0.0.1:9')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("instrument() ran before this process forked") == 1, done.stderr
+    assert "post_fork" in done.stderr
