@@ -155,6 +155,24 @@ def test_a_full_listener_frees_itself_within_the_header_timeout(tmp_path: Path) 
     assert "Traceback" not in logs
 
 
+def test_malformed_requests_are_counted_not_logged_each() -> None:
+    with run_sidecar(["--redis.addr=redis://127.0.0.1:6379"]) as proc:
+        for port in (proc.web_port, proc.otlp_port):
+            for _ in range(30):
+                with connect(port, "127.0.0.2") as sock:
+                    sock.sendall(b"\x00\x01 nonsense\r\n\r\n")
+                    assert closed_by_peer(sock, 2.0)
+        status, took = timed_get(f"{proc.web_url}/metrics")
+        text = metrics_text(proc)
+        logs = proc.logs()
+    assert status == 200 and took < 2.0
+    for listener in ("web", "otlp"):
+        assert sample(text, "tradesense_exporter_connections_rejected_total",
+                      listener=listener, reason="invalid_request") == 30
+    assert log_lines(logs, "Invalid HTTP request received.") == 1  # throttled: 1 per 10 s
+    assert "Traceback" not in logs
+
+
 def test_accept_failures_at_the_fd_limit_neither_flood_the_log_nor_spin(tmp_path: Path) -> None:
     config = write_config(tmp_path, max_connections=400, max_connections_per_client=400,
                           header_timeout="2s")
