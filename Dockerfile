@@ -3,12 +3,12 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[example]'
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[sidecar,example]'
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home exporter
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels 'tradesense-exporter[example]' \
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'tradesense-exporter[sidecar,example]' \
     && rm -rf /wheels
 WORKDIR /app
 COPY examples ./examples

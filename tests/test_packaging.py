@@ -20,7 +20,42 @@ def test_wheel_holds_every_module_and_the_console_script(tmp_path: Path) -> None
     assert modules <= names, sorted(modules - names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "tradesense-exporter = exporter.cli:main" in text
+    assert "tradesense-exporter = exporter.launch:main" in text
+    metadata = zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith("METADATA"))).decode()
+    requires = re.findall(r"^Requires-Dist: (\S+?)[<>=;\s].*?(?:extra == \"(\w+)\")?$",
+                          metadata, re.MULTILINE)
+    by_extra: dict[str, set[str]] = {}
+    for name, extra in requires:
+        by_extra.setdefault(extra, set()).add(name.lower())
+    assert "" not in by_extra, "a plain install pulls in dependencies"
+    server_stack = {"uvicorn", "starlette", "bcrypt", "pyyaml", "prometheus-client", "hiredis"}
+    assert server_stack <= by_extra["sidecar"]
+    assert not server_stack & by_extra["instrument"], by_extra["instrument"]
+
+
+def test_the_app_side_imports_without_the_sidecar_stack() -> None:
+    """What `[instrument]` installs is enough: the server stack made unimportable."""
+    blocked = ("uvicorn", "starlette", "bcrypt", "yaml", "prometheus_client", "hiredis",
+               "httptools", "uvloop")
+    code = ("import sys\n"
+            f"for name in {blocked!r}:\n    sys.modules[name] = None\n"
+            "from exporter.instrument import instrument\n"
+            "from sqlalchemy import create_engine\n"
+            "instrument(create_engine('sqlite://'), metric_exporter=None).uninstrument()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_console_script_without_the_sidecar_stack_says_what_to_install() -> None:
+    code = ("import sys\nsys.modules['uvicorn'] = None\nsys.modules['yaml'] = None\n"
+            "from exporter.launch import main\nraise SystemExit(main())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "pip install 'tradesense-exporter[sidecar]'" in done.stderr
 
 
 def test_module_and_console_script_start() -> None:
