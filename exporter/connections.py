@@ -6,8 +6,9 @@ address, and counts every connection it turns away. The HTTP protocol classes ar
 
 - refuse a connection over a cap in `connection_made`, before uvicorn sees it (abort: no
   response, no traceback, no log line per connection, only a counter and a throttled line);
-- do the TLS handshake themselves (`loop.start_tls` with `ssl_handshake_timeout`), so that a
-  connection counts against the caps from its first packet, not from the end of its handshake;
+- do the TLS handshake themselves (`start_tls` below, asyncio's with `ssl_handshake_timeout`
+  and a 32 KiB read buffer), so that a connection counts against the caps from its first
+  packet, not from the end of its handshake;
 - arm a timer from the connection's start (and from the first byte of each later request on a
   kept-alive connection) until the request's headers are complete: a connection that sends no
   byte, or not all its headers, within `server.header_timeout` is closed;
@@ -16,8 +17,11 @@ address, and counts every connection it turns away. The HTTP protocol classes ar
 
 uvicorn internals relied on (guarded by tests/test_connections.py, one test per protocol):
 `connection_made`/`connection_lost`/`data_received`/`on_response_complete`/`send_400_response`
-and the attributes `transport`, `conn` (h11.Connection, H11Protocol) and the parser callbacks
-`on_message_begin`/`on_headers_complete`/`on_message_complete` (HttpToolsProtocol).
+and the attributes `transport`, `conn` (h11.Connection, H11Protocol), `parser` and the parser
+callbacks `on_message_begin`/`on_headers_complete`/`on_message_complete` (HttpToolsProtocol).
+asyncio internals relied on: `SSLProtocol` (its constructor, `max_size`, `_app_transport`,
+`_handshake_timeout_handle`; tests/test_connections.py) and the selector loop's
+`_accept_connection` (`EventLoop`; tests/abuse/test_connections.py, the fd-limit test).
 """
 
 from __future__ import annotations
