@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 log = logging.getLogger("exporter.instrument")
 
 EXPORT_TIMEOUT_SECONDS = 1.0
+NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 MAX_KEPT_SPANS = 2048
 SDK_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http.metric_exporter",
@@ -101,12 +103,17 @@ class SidecarLink:
 
 
 class QuietMetricExporter(MetricExporter):
+    """On shutdown, after the SDK's last export, it sends every series of that export once more
+    flagged "no recorded value", so the sidecar ends them at once instead of after its
+    staleness window (a worker that exits is gone from /metrics within a second)."""
+
     def __init__(self, inner: MetricExporter, link: SidecarLink) -> None:
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
             preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
         )
         self._inner, self._link = inner, link
+        self._last: MetricsData | None = None
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,
                **kwargs: Any) -> MetricExportResult:
@@ -116,6 +123,7 @@ class QuietMetricExporter(MetricExporter):
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
             reason = getattr(_QUIET.local, "reason", "")
         if result is MetricExportResult.SUCCESS:
+            self._last = metrics_data
             self._link.succeeded()
         else:
             self._link.failed(reason)
@@ -126,7 +134,30 @@ class QuietMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
         self._link.closing = True
+        if self._last is not None and not self._link.skip():
+            self._send_end(self._last)
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+    def _send_end(self, data: MetricsData) -> None:
+        # The SDK's data points have no flags; the encoded request has. `_export_batch` is the
+        # OTLP/HTTP exporter's own send of an encoded request (SDK 1.45, checked by
+        # tests/instrument/test_delivery.py); without it the series end by staleness instead.
+        send = getattr(self._inner, "_export_batch", None)
+        if send is None:
+            return
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+        request = encode_metrics(data)
+        now = time.time_ns()
+        for resource in request.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    kind = metric.WhichOneof("data")
+                    for point in getattr(metric, kind).data_points if kind else []:
+                        point.flags |= NO_RECORDED_VALUE
+                        point.time_unix_nano = now
+        with _QUIET.inside():
+            send(request)
 
 
 class KeepingSpanExporter(SpanExporter):
