@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from exporter import __version__
 from exporter.config import (
@@ -23,12 +23,15 @@ from exporter.config import (
     targets_from_yaml,
 )
 from exporter.limits import AuthLimits, RedisLimits, ServerLimits
+from exporter.migration import translate_argv, translate_env
 from exporter.redis.target import RedisTarget, TargetError, TLSOptions
 
 PROG = "tradesense-exporter"
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("logfmt", "json")
 DEFAULT_SCRAPE_TIMEOUT = "5s"
+FILE_KEYS = frozenset({"targets", "scrape_targets", "scrape_timeout", "otlp", "slow_queries",
+                       "server", "redis", "auth"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +100,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         action="store_true",
         default=env.get("REDIS_TLS_INSECURE_SKIP_VERIFY", "").lower() in ("1", "true"),
         help="do not verify the server certificate",
+    )
+    add(
+        "--redis.tls-server-name",
+        dest="tls_server_name",
+        metavar="NAME",
+        default=env.get("REDIS_TLS_SERVER_NAME"),
+        help="name to send (SNI) and verify the server certificate against, instead of the "
+        "address's host (env REDIS_TLS_SERVER_NAME)",
     )
     add(
         "--config.file",
@@ -180,6 +191,7 @@ def _flag_targets(
         cert_file=args.tls_cert_file,
         key_file=args.tls_key_file,
         insecure_skip_verify=args.tls_skip_verify,
+        server_name=args.tls_server_name or None,
     )
     for name, path in (
         ("--redis.tls-ca-file", tls.ca_file),
@@ -211,27 +223,59 @@ def _choice(value: str, allowed: Sequence[str], flag: str) -> str:
     return value
 
 
+def _from_file(path: str | None, env: Mapping[str, str]) -> dict[str, Any]:
+    """The config file's sections, parsed; every error names the file and the key."""
+    if not path:
+        return {"data": {}}
+    data = load_yaml(path)
+    try:
+        unknown = set(data) - FILE_KEYS
+        if unknown:
+            raise ConfigError(f"unknown key {sorted(unknown)[0]} (top-level keys are "
+                              f"{', '.join(sorted(FILE_KEYS))})")
+        return {
+            "data": data,
+            "targets": targets_from_yaml(data.get("targets"), "targets"),
+            "scrape_targets": targets_from_yaml(data.get("scrape_targets"), "scrape_targets"),
+            "scrape_timeout": parse_duration(data["scrape_timeout"], "scrape_timeout",
+                                             unit_required=True)
+            if "scrape_timeout" in data else None,
+            "otlp": otlp_from_yaml(data.get("otlp")),
+            "slow_queries": slow_queries_from_yaml(data.get("slow_queries")),
+            "server": section_from_yaml(data.get("server"), "server", ServerLimits),
+            "redis": section_from_yaml(data.get("redis"), "redis", RedisLimits),
+            "auth": section_from_yaml(data.get("auth"), "auth", AuthLimits),
+        }
+    except ConfigError as exc:
+        raise ConfigError(f"--config.file {path}: {exc}") from None
+
+
+def _scrape_timeout(args: argparse.Namespace, env: Mapping[str, str],
+                    from_file: float | None) -> float:
+    if args.scrape_timeout is None:
+        return from_file or parse_duration(DEFAULT_SCRAPE_TIMEOUT, "scrape_timeout")
+    from_env = args.scrape_timeout == env.get("EXPORTER_SCRAPE_TIMEOUT")
+    name = "EXPORTER_SCRAPE_TIMEOUT" if from_env else "--scrape.timeout"
+    return parse_duration(args.scrape_timeout, name)
+
+
 def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
-    args = build_parser(env).parse_args(list(argv))
-    data = load_yaml(args.config_file) if args.config_file else {}
-    known = {"targets", "scrape_targets", "scrape_timeout", "otlp", "slow_queries", "server",
-             "redis", "auth"}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"--config.file: unknown key {sorted(unknown)[0]!r}")
-    file_targets = targets_from_yaml(data.get("targets"), "targets")
+    env = translate_env(env)
+    parser = build_parser(env)
+    args = parser.parse_args(translate_argv(argv, frozenset(parser._option_string_actions)))
+    file = _from_file(args.config_file, env)
+    file_targets = file.get("targets", [])
     flag_targets = _flag_targets(args, env, _addresses(args, env, bool(file_targets)))
     targets = tuple({t.address: t for t in [*flag_targets, *file_targets]}.values())
-    scrape_targets = {
-        t.address: t for t in targets_from_yaml(data.get("scrape_targets"), "scrape_targets")
-    }
-    timeout_raw = args.scrape_timeout or data.get("scrape_timeout", DEFAULT_SCRAPE_TIMEOUT)
+    scrape_targets = {t.address: t for t in file.get("scrape_targets", [])}
     parse_listen_address(args.web_listen_address, "--web.listen-address")
     parse_listen_address(args.otlp_listen_address, "--otlp.listen-address")
     if args.web_config_file and not os.path.isfile(args.web_config_file):
         raise ConfigError(f"--web.config.file: {args.web_config_file} does not exist")
     if args.otlp_config_file and not os.path.isfile(args.otlp_config_file):
         raise ConfigError(f"--otlp.config.file: {args.otlp_config_file} does not exist")
+    sections = {k: file[k] for k in ("otlp", "slow_queries", "server", "redis", "auth")
+                if k in file}
     return Config(
         targets=targets,
         scrape_targets=scrape_targets,
@@ -239,14 +283,10 @@ def load_config(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         web_config_file=args.web_config_file,
         otlp_listen_address=args.otlp_listen_address,
         otlp_config_file=args.otlp_config_file,
-        scrape_timeout=parse_duration(timeout_raw, "--scrape.timeout"),
+        scrape_timeout=_scrape_timeout(args, env, file.get("scrape_timeout")),
         log_level=_choice(args.log_level, LOG_LEVELS, "--log.level"),
         log_format=_choice(args.log_format, LOG_FORMATS, "--log.format"),
-        otlp=otlp_from_yaml(data.get("otlp")),
-        slow_queries=slow_queries_from_yaml(data.get("slow_queries")),
-        server=section_from_yaml(data.get("server"), "server", ServerLimits),
-        redis=section_from_yaml(data.get("redis"), "redis", RedisLimits),
-        auth=section_from_yaml(data.get("auth"), "auth", AuthLimits),
+        **sections,
     )
 
 

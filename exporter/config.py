@@ -49,19 +49,26 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(value: str | float | int, name: str) -> float:
-    """Seconds from `5s`, `500ms`, `1m30s` (Prometheus style) or a bare number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
+def parse_duration(value: str | float | int, name: str, unit_required: bool = False) -> float:
+    """Seconds from `5s`, `500ms`, `1m30s` (Prometheus style), or from a bare number of seconds
+    unless `unit_required` (the config file's durations need a unit: `threshold: 500` would
+    otherwise mean 500 seconds to someone who meant milliseconds)."""
+    text = str(value).strip()
+    bare = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not bare:
         try:
-            seconds = float(text)
+            float(text)
+            bare = True
         except ValueError:
-            if not _DURATION.match(text):
-                msg = f"{name}: invalid duration {text!r} (use e.g. 5s, 500ms)"
-                raise ConfigError(msg) from None
-            seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+            bare = False
+    if bare and unit_required:
+        raise ConfigError(f"{name}: {text} has no unit (use e.g. {text}ms or {text}s)")
+    if bare:
+        seconds = float(text)
+    elif _DURATION.match(text):
+        seconds = sum(float(n) * _UNIT[u] for n, u in _PART.findall(text))
+    else:
+        raise ConfigError(f"{name}: invalid duration {text!r} (use e.g. 5s, 500ms)")
     if seconds <= 0:
         raise ConfigError(f"{name}: duration must be positive")
     return seconds
@@ -125,13 +132,17 @@ def target_from_yaml(entry: Any, where: str) -> RedisTarget:
         raise ConfigError(f"{where}: each target needs an address")
     unknown = set(entry) - _TARGET_KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        raise ConfigError(f"unknown key {where}.{sorted(unknown)[0]}")
     tls_raw = entry.get("tls") or {}
-    if not isinstance(tls_raw, dict) or set(tls_raw) - _TLS_KEYS:
-        raise ConfigError(f"{where}: tls takes only {', '.join(sorted(_TLS_KEYS))}")
+    if not isinstance(tls_raw, dict):
+        raise ConfigError(f"{where}.tls must be a mapping")
+    unknown = set(tls_raw) - _TLS_KEYS
+    if unknown:
+        raise ConfigError(f"unknown key {where}.tls.{sorted(unknown)[0]} (tls takes "
+                          f"{', '.join(sorted(_TLS_KEYS))})")
     for key in ("ca_file", "cert_file", "key_file"):
         if tls_raw.get(key) and not Path(tls_raw[key]).is_file():
-            raise ConfigError(f"{where}: tls.{key} {tls_raw[key]} does not exist")
+            raise ConfigError(f"{where}.tls.{key}: {tls_raw[key]} does not exist")
     tls = TLSOptions(**{k: v for k, v in tls_raw.items() if v is not None})
     try:
         return target_from(
@@ -160,16 +171,16 @@ def section_from_yaml(raw: Any, section: str, kind: type[L]) -> L:
     if raw is None:
         return kind()
     if not isinstance(raw, dict):
-        raise ConfigError(f"--config.file: {section} must be a mapping")
+        raise ConfigError(f"{section} must be a mapping")
     keys = {f.name.removesuffix("_seconds"): f for f in fields(kind)}  # type: ignore[arg-type]
     unknown = set(raw) - set(keys)
     if unknown:
-        raise ConfigError(f"--config.file: unknown key {section}.{sorted(unknown)[0]}")
+        raise ConfigError(f"unknown key {section}.{sorted(unknown)[0]}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = keys[key].name
         if name.endswith("_seconds"):
-            values[name] = parse_duration(value, f"{section}.{key}")
+            values[name] = parse_duration(value, f"{section}.{key}", unit_required=True)
         else:
             values[name] = _positive_int(value, f"{section}.{key}")
     return kind(**values)
@@ -187,5 +198,5 @@ def targets_from_yaml(raw: Any, key: str) -> list[RedisTarget]:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ConfigError(f"--config.file: {key} must be a list")
+        raise ConfigError(f"{key} must be a list")
     return [target_from_yaml(entry, f"{key}[{i}]") for i, entry in enumerate(raw)]

@@ -168,3 +168,36 @@ def test_otlp_config_file_from_flag_or_environment(tmp_path: Path) -> None:
     assert load_config([], {"EXPORTER_OTLP_CONFIG_FILE": str(path)}).otlp_config_file == str(path)
     with pytest.raises(ConfigError, match="--otlp.config.file: .* does not exist"):
         load_config(["--otlp.config.file", str(tmp_path / "nope.yml")], {})
+
+
+@pytest.mark.parametrize(("text", "culprit"), [
+    ("slow_queries: {threshold: 500}", "slow_queries.threshold: 500 has no unit"),
+    ("otlp: {staleness: 300}", "otlp.staleness: 300 has no unit"),
+    ("server: {header_timeout: 2.5}", "server.header_timeout: 2.5 has no unit"),
+    ("scrape_timeout: 3", "scrape_timeout: 3 has no unit"),
+    ("scrape_timeout: soon", "scrape_timeout: invalid duration"),
+    ("otlp: {stalenes: 1m}", "unknown key otlp.stalenes"),
+    ("slow_queries: {treshold: 1s}", "unknown key slow_queries.treshold"),
+    ("slow_query: {threshold: 1s}", "unknown key slow_query"),
+    ("targets: [{address: 'h:1', pasword: x}]", "unknown key targets[0].pasword"),
+    ("targets: [{address: 'rediss://h:1', tls: {sni: x}}]", "unknown key targets[0].tls.sni"),
+    ("targets: [{address: 'ftp://h:1'}]", "targets[0]: invalid Redis address"),
+])
+def test_config_file_errors_name_the_file_and_the_key(tmp_path: Path, text: str,
+                                                      culprit: str) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config([f"--config.file={cfg}"], {})
+    message = str(err.value)
+    assert message.startswith(f"--config.file {cfg}: ") and culprit in message, message
+    assert "--scrape.timeout" not in message
+
+
+def test_flags_keep_taking_bare_seconds_but_say_where_a_bad_value_came_from() -> None:
+    assert load_config(["--scrape.timeout=2"], {}).scrape_timeout == 2
+    assert load_config([], {"EXPORTER_SCRAPE_TIMEOUT": "1.5"}).scrape_timeout == 1.5
+    with pytest.raises(ConfigError, match="^EXPORTER_SCRAPE_TIMEOUT: invalid"):
+        load_config([], {"EXPORTER_SCRAPE_TIMEOUT": "soon"})
+    with pytest.raises(ConfigError, match="^--scrape.timeout: invalid"):
+        load_config(["--scrape.timeout=soon"], {})
