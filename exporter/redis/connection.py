@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +86,21 @@ class ConnectionStats:
     replies_too_large: int = 0
 
 
+class _SSLConnection(rconn.SSLConnection):
+    """redis-py's TLS connection, with the target's `tls.server_name` (when set) sent as SNI and
+    checked against the server's certificate instead of the address's host."""
+
+    def __init__(self, server_name: str | None = None, **kwargs: Any) -> None:
+        self._server_name = server_name
+        super().__init__(**kwargs)
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        arguments = dict(super()._connection_arguments())
+        if self._server_name:
+            arguments["server_hostname"] = self._server_name
+        return arguments
+
+
 def build_connection(target: RedisTarget, timeout: float,
                      budget: ReplyBudget | None = None) -> rconn.AbstractConnection:
     parser = functools.partial(CappedParser, budget=budget or ReplyBudget(
@@ -107,7 +122,8 @@ def build_connection(target: RedisTarget, timeout: float,
         return rconn.UnixDomainSocketConnection(path=target.path, **common)
     if target.is_tls:
         tls = target.tls
-        return rconn.SSLConnection(
+        return _SSLConnection(
+            server_name=tls.server_name,
             host=target.host,
             port=target.port,
             ssl_ca_certs=tls.ca_file,

@@ -273,3 +273,20 @@ def test_budget_is_per_round_trip(tmp_path: Path) -> None:
         asyncio.run(go())
     finally:
         srv.stop()
+
+
+def test_tls_server_name_is_the_name_verified(tls_server: RedisServer) -> None:
+    """The certificate names 127.0.0.1 and localhost: a target reached at 127.0.0.1 with
+    `tls.server_name` localhost connects, and with another name fails verification."""
+    files = tls_server.tls
+    assert files is not None
+
+    def options(name: str) -> TLSOptions:
+        return TLSOptions(ca_file=str(files.ca_cert), cert_file=str(files.client_cert),
+                          key_file=str(files.client_key), server_name=name)
+
+    named = RedisConnection(with_tls(tls_server.url, options("localhost")), 3)
+    assert run(named, ("PING",)) == ["PONG"]
+    other = RedisConnection(with_tls(tls_server.url, options("redis.example.com")), 3)
+    with pytest.raises(ScrapeError, match="TLS failure: certificate verify failed"):
+        run(other, ("PING",))
