@@ -6,14 +6,19 @@ on each collection; `render` turns them into the bytes of one scrape.
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from exporter.memo import Memo
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 Labels = tuple[tuple[str, str], ...]
+log = logging.getLogger("exporter.exposition")
 
 
 @dataclass(slots=True)
@@ -89,7 +94,7 @@ def _openmetrics_type(fam: Family) -> tuple[str, str]:
     return fam.name, fam.type
 
 
-_headers: dict[tuple[str, str, str, bool], tuple[str, str, str]] = {}
+_headers: Memo[tuple[str, str, str, bool], tuple[str, str, str]] = Memo(10_000, 4 * 1024 * 1024)
 
 
 def _header(fam: Family, openmetrics: bool) -> tuple[str, str, str]:
@@ -103,10 +108,33 @@ def _header(fam: Family, openmetrics: bool) -> tuple[str, str, str]:
         else:
             header_name, type_name, base = fam.name, fam.type, fam.name
         text = f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n"
-        cached = (text, base, type_name)
-        if len(_headers) < 10_000:
-            _headers[key] = cached
+        cached = _headers.put(key, (text, base, type_name), 2 * len(text))
     return cached
+
+
+class DuplicateFamilies:
+    """Families `render` left out because an earlier one had the same name (the formats allow
+    one family per name). Each name is logged once (the first 100 names), all are counted."""
+
+    MAX_LOGGED = 100
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged: set[str] = set()
+        self._lock = threading.Lock()
+
+    def dropped(self, name: str) -> None:
+        with self._lock:
+            self.count += 1
+            first = name not in self._logged and len(self._logged) < self.MAX_LOGGED
+            if first:
+                self._logged.add(name)
+        if first:
+            log.warning("a second metric family with one name was left out of /metrics",
+                        extra={"family": name[:256]})
+
+
+DUPLICATES = DuplicateFamilies()
 
 
 def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
@@ -116,6 +144,7 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
     fmt = format_value
     for fam in families:
         if fam.name in seen:
+            DUPLICATES.dropped(fam.name)
             continue
         seen.add(fam.name)
         header, base, type_name = _header(fam, openmetrics)

@@ -9,7 +9,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
-from exporter.exposition import Family, gauge
+from exporter.exposition import DUPLICATES, Family, counter, gauge
 
 COMMIT = "unknown"
 
@@ -42,4 +42,10 @@ class SelfCollector:
         )
 
     def collect(self) -> list[Family]:
-        return [*self._build, *(from_client_metric(m) for m in self._process.collect())]
+        duplicates = counter(
+            "tradesense_exporter_render_duplicate_families_total",
+            "Metric families left out of /metrics because an earlier family had the same name.",
+            DUPLICATES.count,
+        )
+        return [*self._build, duplicates,
+                *(from_client_metric(m) for m in self._process.collect())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import html
 import logging
@@ -29,6 +30,7 @@ from exporter.redis.target import TargetError, normalize_address
 Collect = Callable[[], list[Family]]
 log = logging.getLogger("exporter.web")
 SCRAPE_HEADROOM = 0.25
+RENDERS_AT_ONCE = 2
 
 
 @dataclass
@@ -63,12 +65,32 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-def _exposition(request: Request, families: list[Family]) -> Response:
+def _collect_all(families: list[Family], collectors: Sequence[Collect]) -> list[Family]:
+    for collect in collectors:
+        try:
+            families.extend(collect())
+        except Exception:  # one broken collector must not cost the Redis metrics
+            log.exception("collector failed", extra={"collector": repr(collect)})
+    return families
+
+
+def _body(families: list[Family], collectors: Sequence[Collect], openmetrics: bool,
+          compress: bool) -> bytes:
+    body = render(_collect_all(families, collectors), openmetrics)
+    return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
+
+
+async def _exposition(request: Request, families: list[Family], renders: asyncio.Semaphore,
+                      collectors: Sequence[Collect] = ()) -> Response:
+    """Collection of the in-memory families, rendering and compression run in a worker thread
+    (at most RENDERS_AT_ONCE at a time), so /healthz and the OTLP listener never wait behind a
+    large body."""
     openmetrics = wants_openmetrics(request.headers.get("accept"))
-    body = render(families, openmetrics)
+    compress = _accepts_gzip(request.headers.get("accept-encoding", ""))
+    async with renders:
+        body = await asyncio.to_thread(_body, families, collectors, openmetrics, compress)
     headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE}
-    if _accepts_gzip(request.headers.get("accept-encoding", "")):
-        body = gzip.compress(body, compresslevel=1, mtime=0)
+    if compress:
         headers["Content-Encoding"] = "gzip"
     return Response(body, headers=headers)
 
@@ -76,17 +98,13 @@ def _exposition(request: Request, families: list[Family]) -> Response:
 def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     config = state.config
     several = len(config.targets) > 1
+    renders = asyncio.Semaphore(RENDERS_AT_ONCE)
 
     async def metrics(request: Request) -> Response:
         timeout = _timeout(request, config.scrape_timeout)
         families = await state.redis.collect(config.targets, timeout, label_targets=several)
         families.extend(state.collect())
-        for collect in state.collectors:
-            try:
-                families.extend(collect())
-            except Exception:  # one broken collector must not cost the Redis metrics
-                log.exception("collector failed", extra={"collector": repr(collect)})
-        return _exposition(request, families)
+        return await _exposition(request, families, renders, state.collectors)
 
     def refuse(message: str, status: int) -> Response:
         state.scrape_request_errors += 1
@@ -107,7 +125,7 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
         if target is None:
             return refuse(f"target {address} is not allowed by the config file", 403)
         families = await state.redis.collect([target], _timeout(request, config.scrape_timeout))
-        return _exposition(request, families)
+        return await _exposition(request, families, renders)
 
     async def healthz(request: Request) -> Response:
         targets = {address: {"up": s.up, "error": s.error, "last_scrape": s.last_scrape,

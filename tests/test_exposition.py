@@ -1,9 +1,18 @@
 import math
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import Family, counter, format_value, gauge, merge, render
+from exporter.exposition import (
+    DUPLICATES,
+    Family,
+    counter,
+    format_value,
+    gauge,
+    merge,
+    render,
+)
 
 
 def sample_families() -> list[Family]:
@@ -51,3 +60,15 @@ def test_merge_keeps_one_family_per_name() -> None:
     assert len(merged) == 1 and [s.value for s in merged[0].samples] == [1, 0]
     assert len(a[0].samples) == 1
     assert render(merged).decode().count("# TYPE up gauge") == 1
+
+
+def test_a_duplicate_family_is_left_out_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = DUPLICATES.count
+    families = [gauge("dup_x", "first", 1), gauge("dup_x", "second", 2)]
+    with caplog.at_level("WARNING", logger="exporter.exposition"):
+        for _ in range(3):
+            assert render(families).decode().count("dup_x 1\n") == 1
+    assert DUPLICATES.count == before + 3
+    assert sum("left out" in r.getMessage() for r in caplog.records) == 1

@@ -105,6 +105,11 @@ class Inflater:
             raise BodyTooLarge("decompressed body is larger than the configured limit")
         self._parts.append(data)
 
+    @property
+    def size(self) -> int:
+        """Decompressed bytes held so far."""
+        return self._size
+
     def finish(self) -> bytes:
         if self._zlib is not None and not self._zlib.eof:
             raise MalformedBody("compressed body is truncated")

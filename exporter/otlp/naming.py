@@ -17,6 +17,8 @@ from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from exporter.memo import Memo
+
 _UNITS = {
     "d": "days",
     "h": "hours",
@@ -60,6 +62,7 @@ _PER_UNITS = {
 _INVALID = re.compile(r"[^a-zA-Z0-9]+")
 _ANNOTATION = re.compile(r"\{[^}]*\}")
 _CACHE_MAX = 4096
+_CACHE_BYTES = 1024 * 1024
 
 GAUGE = "gauge"
 COUNTER = "counter"
@@ -102,7 +105,7 @@ def _holds(tokens: list[str], words: list[str]) -> bool:
     return any(tokens[i : i + n] == words for i in range(len(tokens) - n + 1))
 
 
-_metric_names: dict[tuple[str, str, str], str] = {}
+_metric_names: Memo[tuple[str, str, str], str] = Memo(_CACHE_MAX, _CACHE_BYTES)
 
 
 def metric_name(name: str, unit: str, kind: str) -> str:
@@ -111,13 +114,12 @@ def metric_name(name: str, unit: str, kind: str) -> str:
     key = (name, unit, kind)
     cached = _metric_names.get(key)
     if cached is None:
-        if len(_metric_names) >= _CACHE_MAX:
-            _metric_names.clear()
-        cached = _metric_names[key] = _build_metric_name(name, unit, kind)
+        cached = _build_metric_name(name, unit, kind)
+        _metric_names.put(key, cached, len(name) + len(unit) + len(cached))
     return cached
 
 
-_label_names: dict[str, str] = {}
+_label_names: Memo[str, str] = Memo(_CACHE_MAX, _CACHE_BYTES)
 
 
 def _build_label_name(key: str) -> str:
@@ -135,9 +137,7 @@ def label_name(key: str) -> str:
     """Prometheus label name for an attribute key; empty for an empty key."""
     cached = _label_names.get(key)
     if cached is None:
-        if len(_label_names) >= _CACHE_MAX:
-            _label_names.clear()
-        cached = _label_names[key] = _build_label_name(key)
+        cached = _label_names.put(key, _build_label_name(key), 2 * len(key))
     return cached
 
 
@@ -194,12 +194,25 @@ def bound_text(bound: float) -> str:
 
 
 MAX_LABEL_VALUE_LENGTH = 1024
+MAX_LABEL_NAME_LENGTH = 128
+
+
+def short_keys(
+    attributes: Sequence[KeyValue], max_length: int = MAX_LABEL_NAME_LENGTH
+) -> tuple[Sequence[KeyValue], int]:
+    """The attributes whose key is at most `max_length` characters, and how many were dropped:
+    a longer key is dropped whole, not cut (cut keys would collide and join values)."""
+    if all(len(kv.key) <= max_length for kv in attributes):
+        return attributes, 0
+    kept = [kv for kv in attributes if len(kv.key) <= max_length]
+    return kept, len(attributes) - len(kept)
 
 
 def attribute_labels(attributes: Sequence[KeyValue]) -> dict[str, str]:
     """Attributes as labels. Keys that sanitize to the same name have their values joined with
     `;` in the lexicographical order of the original keys; values are cut at
-    MAX_LABEL_VALUE_LENGTH characters; attributes with an empty key are skipped."""
+    MAX_LABEL_VALUE_LENGTH characters; attributes with an empty key are skipped. Callers drop
+    long keys first (`short_keys`)."""
     out: dict[str, str] = {}
     collided = False
     for kv in attributes:

@@ -3,17 +3,24 @@
 Responses follow the OTLP/HTTP specification: 200 with an Export*ServiceResponse (carrying
 `partial_success` when data points were dropped), 400 for a body that does not decode, 413 past
 the size cap (on the bytes received and on the decompressed size, checked as the body streams
-in), 415 for a content type other than protobuf or JSON, 503 with `Retry-After` when too many
-requests are in flight, 405 for other methods. Error bodies are a `google.rpc.Status`, encoded
-like the request (JSON when the request was JSON or its type unknown, else protobuf).
+in), 408 when the body does not arrive within the body timeout, 415 for a content type other
+than protobuf or JSON, 503 with `Retry-After` when too many requests are in flight, 405 for
+other methods. Error bodies are a `google.rpc.Status`, encoded like the request (JSON when the
+request was JSON or its type unknown, else protobuf).
+
+A request is in flight from its first body byte. While its body arrives it holds only the bytes
+it has sent, against a budget of `max_inflight_requests * max_body_bytes` for all of them, so
+connections that trickle a body hold no slot a real push needs; once complete, at most
+`max_inflight_requests` bodies are decoded and applied at a time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -35,6 +42,8 @@ from exporter.otlp.decode import (
     MalformedBody,
     UnsupportedMediaType,
     body_format,
+    parse_metrics,
+    parse_traces,
 )
 from exporter.otlp.state import OtlpState
 from exporter.otlp.translate import MetricsOutcome
@@ -44,6 +53,7 @@ log = logging.getLogger(__name__)
 INLINE_MAX_BYTES = 256 * 1024
 RETRY_AFTER_SECONDS = "1"
 _GRPC_INVALID_ARGUMENT = 3
+_GRPC_DEADLINE_EXCEEDED = 4
 _GRPC_RESOURCE_EXHAUSTED = 8
 _GRPC_UNIMPLEMENTED = 12
 _GRPC_UNAVAILABLE = 14
@@ -92,6 +102,39 @@ def _traces_response(fmt: Format) -> Response:
     return Response(ExportTraceServiceResponse().SerializeToString(), 200, media_type=PROTOBUF)
 
 
+class _Overloaded(Exception):
+    pass
+
+
+class _Arrival:
+    """One request's share of the in-flight accounting, from its first body byte."""
+
+    def __init__(self, state: OtlpState) -> None:
+        self.state = state
+        self.started = False
+        self.held = 0
+
+    def grow(self, size: int) -> None:
+        state = self.state
+        if not self.started:
+            self.started = True
+            state.inflight += 1
+        budget = state.limits.max_inflight_requests * state.limits.max_body_bytes
+        if size > self.held and state.inflight_bytes + size - self.held > budget:
+            raise _Overloaded
+        state.inflight_bytes += size - self.held
+        self.held = size
+
+    def release_bytes(self) -> None:
+        self.state.inflight_bytes -= self.held
+        self.held = 0
+
+    def end(self) -> None:
+        self.release_bytes()
+        if self.started:
+            self.state.inflight -= 1
+
+
 class _Receiver:
     def __init__(self, state: OtlpState, signal: str) -> None:
         self.state = state
@@ -122,22 +165,23 @@ class _Receiver:
                 "only POST is supported",
                 {"Allow": "POST"},
             )
-        if self.state.inflight >= self.state.limits.max_inflight_requests:
-            return self.reject(
-                request,
-                "overloaded",
-                503,
-                _GRPC_UNAVAILABLE,
-                "too many requests in flight; retry later",
-                {"Retry-After": RETRY_AFTER_SECONDS},
-            )
-        self.state.inflight += 1
+        arrival = _Arrival(self.state)
         try:
-            return await self._export(request)
+            return await self._export(request, arrival)
         finally:
-            self.state.inflight -= 1
+            arrival.end()
 
-    async def _export(self, request: Request) -> Response:
+    def overloaded(self, request: Request) -> Response:
+        return self.reject(
+            request,
+            "overloaded",
+            503,
+            _GRPC_UNAVAILABLE,
+            "too many requests in flight; retry later",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+
+    async def _export(self, request: Request, arrival: _Arrival) -> Response:
         try:
             fmt = body_format(request.headers.get("content-type"))
             inflater = Inflater(
@@ -147,37 +191,76 @@ class _Receiver:
             return self.reject(
                 request, "unsupported_media_type", 415, _GRPC_INVALID_ARGUMENT, str(exc)
             )
+        state = self.state
         try:
-            body = await self._read(request, inflater)
-            return await self._ingest(fmt, body)
+            try:
+                async with asyncio.timeout(state.limits.body_timeout_seconds):
+                    body = await self._read(request, inflater, arrival)
+            except TimeoutError:
+                return self.reject(
+                    request,
+                    "timeout",
+                    408,
+                    _GRPC_DEADLINE_EXCEEDED,
+                    "request body did not arrive within the body timeout",
+                )
+            arrival.release_bytes()
+            if state.applying >= state.limits.max_inflight_requests:
+                return self.overloaded(request)
+            state.applying += 1
+            try:
+                return await self._ingest(fmt, body)
+            finally:
+                state.applying -= 1
+        except _Overloaded:
+            return self.overloaded(request)
         except BodyTooLarge as exc:
             return self.reject(request, "too_large", 413, _GRPC_RESOURCE_EXHAUSTED, str(exc))
         except (MalformedBody, ClientDisconnect) as exc:
             return self.reject(request, "malformed", 400, _GRPC_INVALID_ARGUMENT, str(exc))
 
-    async def _read(self, request: Request, inflater: Inflater) -> bytes:
+    async def _read(self, request: Request, inflater: Inflater, arrival: _Arrival) -> bytes:
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.state.limits.max_body_bytes:
             raise BodyTooLarge("request body is larger than the configured limit")
         async for chunk in request.stream():
-            inflater.feed(chunk)
+            if chunk:
+                inflater.feed(chunk)
+                arrival.grow(max(inflater.size, 1))
         return inflater.finish()
 
     async def _ingest(self, fmt: Format, body: bytes) -> Response:
+        counters = self.counters
         if self.signal == "metrics":
-            outcome = await self._run(self.state.ingest_metrics, body, fmt)
-            self.counters.points_accepted += outcome.accepted
-            self.counters.points_dropped["series_limit"] += outcome.series_limit
-            self.counters.points_dropped["unsupported"] += outcome.unsupported
+            outcome = await self._run(parse_metrics, self.state.apply_metrics, body, fmt)
+            counters.points_accepted += outcome.accepted
+            for reason in counters.points_dropped:
+                counters.points_dropped[reason] += getattr(outcome, reason)
+            counters.attributes_dropped += outcome.attributes_dropped
             return _metrics_response(fmt, outcome)
-        self.counters.spans_accepted += await self._run(self.state.ingest_traces, body, fmt)
+        counters.spans_accepted += await self._run(parse_traces, self.state.apply_traces, body, fmt)
         return _traces_response(fmt)
 
-    async def _run(self, ingest: Callable[[bytes, Format], _T], body: bytes, fmt: Format) -> _T:
+    async def _run(
+        self,
+        parse: Callable[[bytes, Format], Any],
+        apply: Callable[[Any, bool], _T | None],
+        body: bytes,
+        fmt: Format,
+    ) -> _T:
+        """Small bodies are decoded on the event loop and applied there when the store is free;
+        large ones, and any that would wait for the store (held by a /metrics collection), go
+        to a worker thread."""
         try:
             if len(body) > INLINE_MAX_BYTES:
-                return await run_in_threadpool(ingest, body, fmt)
-            return ingest(body, fmt)
+                result = await run_in_threadpool(lambda: apply(parse(body, fmt), True))
+            else:
+                request = parse(body, fmt)
+                result = apply(request, False)
+                if result is None:
+                    result = await run_in_threadpool(apply, request, True)
+            assert result is not None
+            return result
         except MalformedBody:
             raise
         except Exception as exc:

@@ -16,13 +16,22 @@ from dataclasses import dataclass
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from exporter.exposition import Labels
-from exporter.otlp.naming import MAX_LABEL_VALUE_LENGTH, attribute_labels, value_text
+from exporter.memo import Memo
+from exporter.otlp.naming import (
+    MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    attribute_labels,
+    short_keys,
+    value_text,
+)
 
 SERVICE_NAME = "service_name"
 SERVICE_INSTANCE_ID = "service_instance_id"
 UNKNOWN_SERVICE = "unknown_service"
 _IDENTIFYING = ("host.name", "host.id", "container.id", "k8s.pod.uid", "process.pid")
 _CACHE_MAX = 1024
+_CACHE_BYTES = 4 * 1024 * 1024
+MAX_RESOURCE_ATTRIBUTES = 64
 # Resource attributes kept out of target_info: command lines carry whatever the app was started
 # with (a `--redis-url redis://:pw@...`), and names that say secret mean it.
 _WITHHELD_PREFIXES = ("process.command",)
@@ -39,6 +48,7 @@ class Producer:
     service_name: str
     instance_id: str
     target_labels: Labels
+    dropped_attributes: int = 0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -53,28 +63,40 @@ def _derive_instance(values: dict[str, str]) -> str:
     return "sha256-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _build(resource: Resource) -> Producer:
-    values = {kv.key: value_text(kv.value) for kv in resource.attributes}
+def _build(resource: Resource, max_name: int, max_attributes: int) -> Producer:
+    attributes, dropped = short_keys(resource.attributes, max_name)
+    values = {kv.key: value_text(kv.value)[:MAX_LABEL_VALUE_LENGTH] for kv in attributes}
     name = values.get("service.name") or UNKNOWN_SERVICE
     namespace = values.get("service.namespace")
     if namespace:
         name = f"{namespace}/{name}"
     instance = values.get("service.instance.id") or _derive_instance(values)
     name, instance = name[:MAX_LABEL_VALUE_LENGTH], instance[:MAX_LABEL_VALUE_LENGTH]
-    target = attribute_labels([kv for kv in resource.attributes if not _withheld(kv.key)])
+    shown = [kv for kv in attributes if not _withheld(kv.key)]
+    if len(shown) > max_attributes:  # keep the first ones, as the producer ordered them
+        dropped += len(shown) - max_attributes
+        shown = shown[:max_attributes]
+    target = attribute_labels(shown)
     target[SERVICE_NAME] = name
     target[SERVICE_INSTANCE_ID] = instance
-    return Producer(name, instance, tuple(sorted(target.items())))
+    return Producer(name, instance, tuple(sorted(target.items())), dropped)
 
 
-_producers: dict[bytes, Producer] = {}
+_producers: Memo[tuple[bytes, int, int], Producer] = Memo(_CACHE_MAX, _CACHE_BYTES)
 
 
-def producer(resource: Resource) -> Producer:
-    key = resource.SerializeToString(deterministic=True)
+def producer(
+    resource: Resource,
+    max_name: int = MAX_LABEL_NAME_LENGTH,
+    max_attributes: int = MAX_RESOURCE_ATTRIBUTES,
+) -> Producer:
+    """Identity and target_info labels of a resource: attributes with a key over `max_name`
+    characters are dropped, `target_info` shows at most `max_attributes` of the others (each
+    value cut at MAX_LABEL_VALUE_LENGTH); `dropped_attributes` says how many were left out."""
+    key = (resource.SerializeToString(deterministic=True), max_name, max_attributes)
     found = _producers.get(key)
     if found is None:
-        if len(_producers) >= _CACHE_MAX:
-            _producers.clear()
-        found = _producers[key] = _build(resource)
+        found = _build(resource, max_name, max_attributes)
+        size = len(key[0]) + sum(len(k) + len(v) for k, v in found.target_labels)
+        _producers.put(key, found, size)
     return found

@@ -11,8 +11,9 @@ REJECT_REASONS = (
     "unsupported_media_type",
     "overloaded",
     "method_not_allowed",
+    "timeout",
 )
-DROP_REASONS = ("series_limit", "unsupported")
+DROP_REASONS = ("series_limit", "size_limit", "future_timestamp", "reserved_name", "unsupported")
 
 
 class SelfMetrics:
@@ -22,8 +23,9 @@ class SelfMetrics:
         self.points_accepted = 0
         self.spans_accepted = 0
         self.points_dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.attributes_dropped = 0
 
-    def families(self, series: int) -> list[Family]:
+    def families(self, series: int, series_bytes: int = 0, inflight: int = 0) -> list[Family]:
         requests = counter(
             "tradesense_exporter_otlp_requests_total", "OTLP export requests received."
         )
@@ -55,5 +57,22 @@ class SelfMetrics:
                 self.spans_accepted,
             ),
             dropped,
+            counter(
+                "tradesense_exporter_otlp_attributes_dropped_total",
+                "Attributes left out of labels: a key longer than the label name limit, or a "
+                "resource attribute past the target_info cap.",
+                self.attributes_dropped,
+            ),
             gauge("tradesense_exporter_otlp_series", "Series held from OTLP metrics.", series),
+            gauge(
+                "tradesense_exporter_otlp_series_bytes",
+                "Estimated size of the OTLP series in the /metrics body, against "
+                "otlp.max_exposition_bytes.",
+                series_bytes,
+            ),
+            gauge(
+                "tradesense_exporter_otlp_inflight_requests",
+                "OTLP requests between their first body byte and their response.",
+                inflight,
+            ),
         ]

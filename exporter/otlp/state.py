@@ -1,8 +1,10 @@
 """Everything the OTLP listener holds: the series store, the slow-query store and its counters.
 
 `ingest_metrics` / `ingest_traces` decode and apply one request body (from the event loop, or
-from a worker thread for large bodies); `collect` is what the web listener's `/metrics` calls.
-A lock serialises the store between the two.
+from a worker thread for large bodies); `collect` is what the web listener's `/metrics` calls,
+in a worker thread. A lock serialises the store between the two; the receiver applies on the
+event loop only when the lock is free (`blocking=False`), so a long collection never holds the
+loop.
 """
 
 from __future__ import annotations
@@ -12,13 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from exporter.exposition import Family
 from exporter.fingerprint import fingerprint as sql_fingerprint
 from exporter.otlp.decode import Format, parse_metrics, parse_traces
 from exporter.otlp.selfmetrics import SelfMetrics
 from exporter.otlp.spans import Fingerprinter, SlowSpanRecorder
 from exporter.otlp.store import SeriesStore
-from exporter.otlp.translate import MetricsOutcome, apply_metrics
+from exporter.otlp.translate import Bounds, MetricsOutcome, apply_metrics
 from exporter.slowqueries import SlowQueryStore
 
 
@@ -30,6 +37,11 @@ class OtlpLimits:
     max_metrics: int = 2000
     staleness_seconds: float = 300.0
     max_inflight_requests: int = 16
+    body_timeout_seconds: float = 30.0
+    max_label_name_length: int = 128
+    max_resource_attributes: int = 64
+    max_exposition_bytes: int = 8 * 1024 * 1024
+    max_future_skew_seconds: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,7 @@ class OtlpState:
             limits.max_metrics,
             limits.staleness_seconds,
             clock,
+            limits.max_exposition_bytes,
         )
         self.slow_queries = SlowQueryStore(
             slow.max_fingerprints,
@@ -76,27 +89,58 @@ class OtlpState:
             slow.max_statement_length,
         )
         self.counters = SelfMetrics()
-        self.inflight = 0
+        self.wall_clock = wall_clock
+        self.inflight = 0  # requests from their first body byte to their response
+        self.inflight_bytes = 0  # body bytes those requests hold while they arrive
+        self.applying = 0  # requests decoding and applying a complete body
         self._lock = threading.Lock()
+
+    def bounds(self) -> Bounds:
+        latest = self.wall_clock() + self.limits.max_future_skew_seconds
+        return Bounds(
+            self.limits.max_label_name_length,
+            self.limits.max_resource_attributes,
+            int(latest * 1e9),
+        )
+
+    def apply_metrics(
+        self, request: ExportMetricsServiceRequest, blocking: bool = True
+    ) -> MetricsOutcome | None:
+        """None when `blocking` is False and the store is busy."""
+        if not self._lock.acquire(blocking):
+            return None
+        try:
+            return apply_metrics(request, self.store, self.scope_labels, self.bounds())
+        finally:
+            self._lock.release()
+
+    def apply_traces(self, request: ExportTraceServiceRequest, blocking: bool = True) -> int | None:
+        """The number of spans; None when `blocking` is False and the store is busy."""
+        if not self._lock.acquire(blocking):
+            return None
+        try:
+            return self.spans.record(request)
+        finally:
+            self._lock.release()
 
     def ingest_metrics(self, body: bytes, fmt: Format) -> MetricsOutcome:
         """Raises decode.MalformedBody."""
-        request = parse_metrics(body, fmt)
-        with self._lock:
-            return apply_metrics(request, self.store, self.scope_labels)
+        outcome = self.apply_metrics(parse_metrics(body, fmt))
+        assert outcome is not None
+        return outcome
 
     def ingest_traces(self, body: bytes, fmt: Format) -> int:
         """Returns the number of spans. Raises decode.MalformedBody."""
-        request = parse_traces(body, fmt)
-        with self._lock:
-            return self.spans.record(request)
+        spans = self.apply_traces(parse_traces(body, fmt))
+        assert spans is not None
+        return spans
 
     def collect(self) -> list[Family]:
         with self._lock:
             families = self.store.collect()
-            series = self.store.series_count
+            series, size = self.store.series_count, self.store.bytes
         return [
             *families,
             *self.slow_queries.collect(),
-            *self.counters.families(series),
+            *self.counters.families(series, size, self.inflight),
         ]

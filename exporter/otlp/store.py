@@ -4,6 +4,11 @@ Callers (translate.py) hand in plain values, already named and labelled; the sto
 temporality (a delta point is added to what the series holds, a cumulative point replaces it),
 enforces the series limits, forgets series not updated within the staleness period and turns
 what it holds into `Family` objects. It is not thread-safe: `OtlpState` serialises access.
+
+Besides the series counts, the store keeps an estimate of the bytes its series take in the text
+format (each line: name, labels, value) and refuses a new series, or the growth of a histogram's
+buckets, that would take it past `max_bytes`: the `/metrics` body, and the time to render it,
+stay bounded whatever the labels are (`refusal` then says "size_limit").
 """
 
 from __future__ import annotations
@@ -14,20 +19,25 @@ from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
 
 from exporter.exposition import Family, Labels, Sample
+from exporter.memo import Memo
 from exporter.otlp import exphist
 from exporter.otlp.exphist import ExpBuckets
 from exporter.otlp.naming import bound_text
 
 EXP_MAX_BUCKETS = 64
 _BOUNDS_CACHE_MAX = 1024
+_BOUNDS_CACHE_BYTES = 1024 * 1024
+_LINE_OVERHEAD = 40  # suffix, value, separators, newline: a generous per-line estimate
 
 
 class Series:
-    __slots__ = ("seen", "t")
+    __slots__ = ("cost", "line", "seen", "t")
 
     def __init__(self) -> None:
         self.seen = 0.0
         self.t = 0
+        self.line = 0  # bytes of one line of this series, estimated
+        self.cost = 0  # bytes of all its lines, estimated
 
     def is_old(self, t: int, delta: bool) -> bool:
         """A point older than the one applied last (a retried batch) is ignored; 0 is unknown."""
@@ -123,17 +133,23 @@ class SeriesStore:
         max_metrics: int = 2000,
         staleness_seconds: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.max_series_per_metric = max_series_per_metric
         self.max_series_total = max_series_total
         self.max_metrics = max_metrics
         self.staleness_seconds = staleness_seconds
         self.clock = clock
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.refusal = ""
         self.families: dict[str, MetricFamily] = {}
         self.series_count = 0
         self.now = clock()
         self._last_prune = self.now
-        self._les: dict[tuple[float, ...], tuple[str, ...]] = {}
+        self._les: Memo[tuple[float, ...], tuple[str, ...]] = Memo(
+            _BOUNDS_CACHE_MAX, _BOUNDS_CACHE_BYTES
+        )
 
     def tick(self) -> None:
         """Read the clock once for a batch of updates; prune now and then."""
@@ -157,33 +173,56 @@ class SeriesStore:
             return None
         return fam
 
-    def _series(self, fam: MetricFamily, labels: Labels) -> Series | None:
+    def _series(self, fam: MetricFamily, labels: Labels, lines: int) -> Series | None:
         series = fam.series.get(labels)
         if series is None:
-            if not self._room(fam):
+            line = len(fam.name) + _LINE_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in labels)
+            if not self._room(fam, line * lines):
                 return None
             series = fam.series[labels] = fam.kind()
+            series.line = line
             self.series_count += 1
+            self._resize(series, lines)
+        elif not self._resize(series, lines):
+            return None
         series.seen = self.now
         return series
 
-    def _room(self, fam: MetricFamily) -> bool:
+    def _fits(self, fam: MetricFamily, cost: int) -> bool:
+        if self.bytes + cost > self.max_bytes:
+            self.refusal = "size_limit"
+            return False
         if len(fam.series) < self.max_series_per_metric and (
             self.series_count < self.max_series_total
         ):
             return True
+        self.refusal = "series_limit"
+        return False
+
+    def _room(self, fam: MetricFamily, cost: int) -> bool:
+        if self._fits(fam, cost):
+            return True
         if self._last_prune == self.now:  # pruned already in this batch: nothing more to free
             return False
         self.prune(drop_empty=False)  # `fam` may be empty: it must stay the one in the store
-        return len(fam.series) < self.max_series_per_metric and (
-            self.series_count < self.max_series_total
-        )
+        return self._fits(fam, cost)
+
+    def _resize(self, series: Series, lines: int) -> bool:
+        """Account a series' new number of lines; False (size_limit) when growing it would
+        pass the byte budget."""
+        cost = series.line * lines
+        if cost > series.cost and self.bytes + cost - series.cost > self.max_bytes:
+            self.refusal = "size_limit"
+            return False
+        self.bytes += cost - series.cost
+        series.cost = cost
+        return True
 
     def put_number(
         self, fam: MetricFamily, labels: Labels, value: float, t: int, delta: bool
     ) -> bool:
-        """False when the series limit dropped the point."""
-        series = self._series(fam, labels)
+        """False when a limit dropped the point (`refusal` says which)."""
+        series = self._series(fam, labels, 1)
         if series is None:
             return False
         assert isinstance(series, NumberSeries)
@@ -198,9 +237,8 @@ class SeriesStore:
         if les is None:
             if not all(map(math.isfinite, bounds)) or any(a >= b for a, b in pairwise(bounds)):
                 return None
-            if len(self._les) >= _BOUNDS_CACHE_MAX:
-                self._les.clear()
-            les = self._les[bounds] = tuple(bound_text(b) for b in bounds)
+            les = tuple(bound_text(b) for b in bounds)
+            self._les.put(bounds, les, 8 * len(bounds) + sum(map(len, les)))
         return les
 
     def put_histogram(
@@ -215,7 +253,7 @@ class SeriesStore:
         delta: bool,
     ) -> bool:
         """`les` from `bucket_labels`; `counts` has one more entry than `les` (or none)."""
-        series = self._series(fam, labels)
+        series = self._series(fam, labels, len(les) + 3)
         if series is None:
             return False
         assert isinstance(series, HistogramSeries)
@@ -240,7 +278,9 @@ class SeriesStore:
         t: int,
         delta: bool,
     ) -> bool:
-        series = self._series(fam, labels)
+        old = fam.series.get(labels)
+        merged = old.buckets if delta and isinstance(old, ExpHistogramSeries) and old.t else None
+        series = self._series(fam, labels, _exp_lines(merged, buckets))
         if series is None:
             return False
         assert isinstance(series, ExpHistogramSeries)
@@ -264,7 +304,7 @@ class SeriesStore:
         sum_: float,
         t: int,
     ) -> bool:
-        series = self._series(fam, labels)
+        series = self._series(fam, labels, len(quantiles) + 2)
         if series is None:
             return False
         assert isinstance(series, SummarySeries)
@@ -275,8 +315,10 @@ class SeriesStore:
 
     def remove(self, fam: MetricFamily, labels: Labels) -> None:
         """A point flagged "no recorded value": the series ends now."""
-        if fam.series.pop(labels, None) is not None:
+        series = fam.series.pop(labels, None)
+        if series is not None:
             self.series_count -= 1
+            self.bytes -= series.cost
 
     def prune(self, drop_empty: bool = True) -> None:
         self._last_prune = self.now
@@ -284,7 +326,7 @@ class SeriesStore:
         for name, fam in list(self.families.items()):
             stale = [labels for labels, s in fam.series.items() if s.seen < cutoff]
             for labels in stale:
-                del fam.series[labels]
+                self.bytes -= fam.series.pop(labels).cost
             self.series_count -= len(stale)
             if drop_empty and not fam.series:
                 del self.families[name]
@@ -293,6 +335,23 @@ class SeriesStore:
         self.now = self.clock()
         self.prune()
         return [_render(fam) for fam in self.families.values()]
+
+
+def _span(a: dict[int, int], b: dict[int, int], same_scale: bool) -> int:
+    keys = [*a, *b]
+    if not keys:
+        return 0
+    if not same_scale:
+        return EXP_MAX_BUCKETS + 1
+    return min(EXP_MAX_BUCKETS + 1, max(keys) - min(keys) + 1)
+
+
+def _exp_lines(held: ExpBuckets | None, new: ExpBuckets) -> int:
+    """At most as many lines as the histogram will have once `new` is merged into `held`."""
+    if held is None:
+        held = ExpBuckets(new.scale, 0.0, 0)
+    same = held.scale == new.scale
+    return _span(held.pos, new.pos, same) + _span(held.neg, new.neg, same) + 4
 
 
 def _render(fam: MetricFamily) -> Family:

@@ -31,24 +31,39 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 
 from exporter.exposition import Labels
 from exporter.otlp import exphist, naming
-from exporter.otlp.resource import SERVICE_INSTANCE_ID, SERVICE_NAME, producer
+from exporter.otlp.resource import (
+    MAX_RESOURCE_ATTRIBUTES,
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    producer,
+)
 from exporter.otlp.store import EXP_MAX_BUCKETS, MetricFamily, SeriesStore
 
 TARGET_INFO = "target_info"
 SCOPE_NAME = "otel_scope_name"
 SCOPE_VERSION = "otel_scope_version"
-RESERVED = frozenset(
+RESERVED_LABELS = frozenset(
     {SERVICE_NAME, SERVICE_INSTANCE_ID, SCOPE_NAME, SCOPE_VERSION, "le", "quantile"}
 )
-# Families the sidecar itself exposes; a pushed metric must not shadow them.
+# Families the sidecar itself exposes (its Redis metrics, its own, the process and Python
+# collectors'); a pushed metric must not shadow them.
 RESERVED_NAMES = frozenset({TARGET_INFO, "tradesense_slow_queries_total"})
-RESERVED_PREFIX = "tradesense_exporter_"
+RESERVED_PREFIXES = ("tradesense_exporter_", "redis_", "process_", "python_")
 NO_RECORDED_VALUE = 1
 MAX_NAME_LENGTH = 256
+MAX_RAW_NAME_LENGTH = 1024
 MAX_HELP_LENGTH = 1024
 MAX_LABELS = 64
 MAX_BOUNDS = 256
 MAX_EXP_BUCKETS_IN = 4096
+
+
+class _Reserved:
+    """What a family lookup returns for a name the sidecar keeps for itself."""
+
+
+RESERVED = _Reserved()
+_Family = MetricFamily | _Reserved | None
 
 
 @dataclass(slots=True)
@@ -56,30 +71,68 @@ class MetricsOutcome:
     accepted: int = 0
     series_limit: int = 0
     unsupported: int = 0
+    size_limit: int = 0
+    future_timestamp: int = 0
+    reserved_name: int = 0
+    attributes_dropped: int = 0  # attribute keys too long, resource attributes past the cap
 
     @property
     def dropped(self) -> int:
-        return self.series_limit + self.unsupported
+        return (
+            self.series_limit
+            + self.unsupported
+            + self.size_limit
+            + self.future_timestamp
+            + self.reserved_name
+        )
 
     def message(self) -> str:
         if not self.dropped:
             return ""
         return (
             f"{self.dropped} data points dropped: {self.series_limit} past a series limit, "
+            f"{self.size_limit} past the exposition size limit, "
+            f"{self.future_timestamp} stamped too far in the future, "
+            f"{self.reserved_name} named like the sidecar's own metrics, "
             f"{self.unsupported} unsupported (delta non-monotonic sum, unspecified temporality, "
             "invalid buckets, conflicting type or too many labels)"
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """Per-request input bounds: label name length, resource attributes in target_info, and
+    the latest point timestamp accepted (Unix ns; 0 accepts any)."""
+
+    max_label_name_length: int = naming.MAX_LABEL_NAME_LENGTH
+    max_resource_attributes: int = MAX_RESOURCE_ATTRIBUTES
+    latest_ns: int = 0
+
+
 class _Batch:
     """One request's walk through its metrics; `base` holds the labels of the current scope."""
 
-    def __init__(self, store: SeriesStore, scope_labels: bool) -> None:
+    def __init__(self, store: SeriesStore, scope_labels: bool, bounds: Bounds) -> None:
         self.store = store
         self.scope_labels = scope_labels
+        self.bounds = bounds
         self.out = MetricsOutcome()
         self.base: dict[str, str] = {}
         self.base_labels: Labels = ()
+
+    def too_new(self, t: int) -> bool:
+        """A point stamped past the allowed clock skew is dropped (and counted): applied, it
+        would hide every later, correctly stamped point of its series."""
+        if self.bounds.latest_ns and t > self.bounds.latest_ns:
+            self.out.future_timestamp += 1
+            return True
+        return False
+
+    def refused(self) -> None:
+        if self.store.refusal == "size_limit":
+            self.out.size_limit += 1
+        else:
+            self.out.series_limit += 1
 
     def set_scope(self, producer_labels: dict[str, str], scope: InstrumentationScope) -> None:
         base = dict(producer_labels)
@@ -96,8 +149,10 @@ class _Batch:
             return self.base_labels
         if len(attributes) > MAX_LABELS:
             return None
+        attributes, dropped = naming.short_keys(attributes, self.bounds.max_label_name_length)
+        self.out.attributes_dropped += dropped
         found = naming.attribute_labels(attributes)
-        for name in found.keys() & RESERVED:
+        for name in found.keys() & RESERVED_LABELS:
             text = found.pop(name)
             moved = "exported_" + name
             found[moved] = f"{found[moved]};{text}" if moved in found else text
@@ -106,12 +161,16 @@ class _Batch:
 
 
 def apply_metrics(
-    request: ExportMetricsServiceRequest, store: SeriesStore, scope_labels: bool = True
+    request: ExportMetricsServiceRequest,
+    store: SeriesStore,
+    scope_labels: bool = True,
+    bounds: Bounds = Bounds(),
 ) -> MetricsOutcome:
     store.tick()
-    batch = _Batch(store, scope_labels)
+    batch = _Batch(store, scope_labels, bounds)
     for rm in request.resource_metrics:
-        who = producer(rm.resource)
+        who = producer(rm.resource, bounds.max_label_name_length, bounds.max_resource_attributes)
+        batch.out.attributes_dropped += who.dropped_attributes
         info = store.family(TARGET_INFO, "gauge", "Target metadata")
         if info is not None:
             store.put_number(info, who.target_labels, 1, 0, False)
@@ -134,19 +193,24 @@ def _metric(batch: _Batch, metric: Metric) -> None:
     fam = family_of(batch.store, metric)
     if fam is None:
         batch.out.unsupported += _count_points(metric, which)
-        return
-    apply_points(batch, fam, metric)
+    elif isinstance(fam, _Reserved):
+        batch.out.reserved_name += _count_points(metric, which)
+    else:
+        apply_points(batch, fam, metric)
 
 
-def _named_family(store: SeriesStore, metric: Metric, kind: str, type_: str) -> MetricFamily | None:
+def is_reserved(name: str) -> bool:
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+
+
+def _named_family(store: SeriesStore, metric: Metric, kind: str, type_: str) -> _Family:
+    if len(metric.name) > MAX_RAW_NAME_LENGTH or len(metric.unit) > MAX_RAW_NAME_LENGTH:
+        return None  # never sanitized nor memoised: a name this long is not a real one
     name = naming.metric_name(metric.name, metric.unit, kind)
-    if (
-        not name
-        or len(name) > MAX_NAME_LENGTH
-        or name in RESERVED_NAMES
-        or name.startswith(RESERVED_PREFIX)
-    ):
+    if not name or len(name) > MAX_NAME_LENGTH:
         return None
+    if is_reserved(name):
+        return RESERVED
     return store.family(name, type_, metric.description[:MAX_HELP_LENGTH])
 
 
@@ -157,7 +221,7 @@ def _prometheus_type(metric: Metric) -> str:
     return ""
 
 
-def _gauge_family(store: SeriesStore, metric: Metric) -> MetricFamily | None:
+def _gauge_family(store: SeriesStore, metric: Metric) -> _Family:
     untyped = bool(metric.metadata) and _prometheus_type(metric) == "unknown"
     return _named_family(store, metric, naming.GAUGE, "untyped" if untyped else "gauge")
 
@@ -166,7 +230,7 @@ def _gauge_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
     _numbers(batch, fam, metric.gauge.data_points, False)
 
 
-def _sum_family(store: SeriesStore, metric: Metric) -> MetricFamily | None:
+def _sum_family(store: SeriesStore, metric: Metric) -> _Family:
     s = metric.sum
     if s.aggregation_temporality == AGGREGATION_TEMPORALITY_CUMULATIVE:
         if s.is_monotonic:
@@ -192,6 +256,8 @@ def _numbers(
         if labels is None or which is None:
             out.unsupported += 1
             continue
+        if batch.too_new(dp.time_unix_nano):
+            continue
         if dp.flags & NO_RECORDED_VALUE:
             store.remove(fam, labels)
             out.accepted += 1
@@ -200,7 +266,7 @@ def _numbers(
         if store.put_number(fam, labels, value, dp.time_unix_nano, delta):
             out.accepted += 1
         else:
-            out.series_limit += 1
+            batch.refused()
 
 
 def _temporality(temporality: int) -> bool | None:
@@ -212,7 +278,7 @@ def _temporality(temporality: int) -> bool | None:
     return None
 
 
-def _histogram_family(store: SeriesStore, metric: Metric) -> MetricFamily | None:
+def _histogram_family(store: SeriesStore, metric: Metric) -> _Family:
     if _temporality(metric.histogram.aggregation_temporality) is None:
         return None
     return _named_family(store, metric, naming.OTHER, "histogram")
@@ -232,6 +298,8 @@ def _each_histogram_point(batch: _Batch, fam: MetricFamily, data: Any,
         labels = batch.labels(dp.attributes)
         if labels is None:
             out.unsupported += 1
+        elif batch.too_new(dp.time_unix_nano):
+            pass
         elif dp.flags & NO_RECORDED_VALUE:
             store.remove(fam, labels)
             out.accepted += 1
@@ -257,10 +325,10 @@ def _histogram_point(
     if batch.store.put_histogram(fam, labels, les, counts, dp.count, sum_, t, delta):
         out.accepted += 1
     else:
-        out.series_limit += 1
+        batch.refused()
 
 
-def _exp_histogram_family(store: SeriesStore, metric: Metric) -> MetricFamily | None:
+def _exp_histogram_family(store: SeriesStore, metric: Metric) -> _Family:
     if _temporality(metric.exponential_histogram.aggregation_temporality) is None:
         return None
     return _named_family(store, metric, naming.OTHER, "exphistogram")
@@ -302,10 +370,10 @@ def _exp_point(
     ):
         out.accepted += 1
     else:
-        out.series_limit += 1
+        batch.refused()
 
 
-def _summary_family(store: SeriesStore, metric: Metric) -> MetricFamily | None:
+def _summary_family(store: SeriesStore, metric: Metric) -> _Family:
     return _named_family(store, metric, naming.OTHER, "summary")
 
 
@@ -316,13 +384,15 @@ def _summary_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
         quantiles = _quantiles(dp)
         if labels is None or quantiles is None:
             out.unsupported += 1
+        elif batch.too_new(dp.time_unix_nano):
+            pass
         elif dp.flags & NO_RECORDED_VALUE:
             store.remove(fam, labels)
             out.accepted += 1
         elif store.put_summary(fam, labels, quantiles, dp.count, dp.sum, dp.time_unix_nano):
             out.accepted += 1
         else:
-            out.series_limit += 1
+            batch.refused()
 
 
 def _quantiles(dp: SummaryDataPoint) -> list[tuple[str, float]] | None:
@@ -332,7 +402,7 @@ def _quantiles(dp: SummaryDataPoint) -> list[tuple[str, float]] | None:
     return [(naming.bound_text(q), v) for q, v in pairs]
 
 
-_FamilyFn = Callable[[SeriesStore, Metric], MetricFamily | None]
+_FamilyFn = Callable[[SeriesStore, Metric], _Family]
 _PointsFn = Callable[[_Batch, MetricFamily, Metric], None]
 _HANDLERS: dict[str, tuple[_FamilyFn, _PointsFn]] = {
     "gauge": (_gauge_family, _gauge_points),

@@ -232,24 +232,77 @@ def test_other_methods_are_refused() -> None:
     assert 'requests_rejected_total{signal="metrics",reason="method_not_allowed"} 1' in _text(state)
 
 
-def test_too_many_requests_in_flight_get_503_with_retry_after() -> None:
-    state = OtlpState(OtlpLimits(max_inflight_requests=1))
+def _held_body(first: bytes, release: asyncio.Event) -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        await release.wait()
+        yield b""
+
+    return body()
+
+
+def test_bodies_past_the_inflight_byte_budget_get_503_with_retry_after() -> None:
+    state = OtlpState(OtlpLimits(max_inflight_requests=1, max_body_bytes=1000))
     release = asyncio.Event()
 
-    async def slow_body() -> AsyncIterator[bytes]:
-        await release.wait()
-        yield _counter_body()
-
     async def go() -> tuple[httpx.Response, httpx.Response]:
-        first = asyncio.create_task(_post(state, "/v1/metrics", slow_body(), PB))
-        while state.inflight == 0:
+        first = asyncio.create_task(
+            _post(state, "/v1/metrics", _held_body(b"x" * 800, release), PB)
+        )
+        while state.inflight_bytes == 0:
             await asyncio.sleep(0.001)
-        second = await _post(state, "/v1/metrics", _counter_body(), PB)
+        second = await _post(state, "/v1/metrics", b"y" * 800, PB)
         release.set()
         return await first, second
 
     first, second = asyncio.run(go())
-    assert first.status_code == 200
+    assert first.status_code != 503  # it was read whole (unknown fields, so accepted)
     assert second.status_code == 503 and second.headers["retry-after"] == "1"
-    assert state.inflight == 0
+    assert (state.inflight, state.inflight_bytes, state.applying) == (0, 0, 0)
     assert 'requests_rejected_total{signal="metrics",reason="overloaded"} 1' in _text(state)
+
+
+def test_trickling_bodies_hold_no_slot_a_real_push_needs() -> None:
+    state = OtlpState(OtlpLimits(max_inflight_requests=2))
+    release = asyncio.Event()
+
+    async def go() -> tuple[int, httpx.Response]:
+        slow = [
+            asyncio.create_task(_post(state, "/v1/metrics", _held_body(b"\x0a", release), PB))
+            for _ in range(5)
+        ]
+        while state.inflight < 5:
+            await asyncio.sleep(0.001)
+        in_flight = state.inflight
+        real = await _post(state, "/v1/metrics", _counter_body(), PB)
+        release.set()
+        await asyncio.gather(*slow)
+        return in_flight, real
+
+    in_flight, real = asyncio.run(go())
+    assert in_flight == 5 and real.status_code == 200
+    assert state.inflight == 0
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_frees_its_slot() -> None:
+    state = OtlpState(OtlpLimits(body_timeout_seconds=0.2))
+    release = asyncio.Event()
+
+    async def go() -> httpx.Response:
+        response = await _post(state, "/v1/metrics", _held_body(b"\x0a", release), PB)
+        release.set()
+        return response
+
+    response = asyncio.run(go())
+    assert response.status_code == 408
+    assert (state.inflight, state.inflight_bytes) == (0, 0)
+    assert 'requests_rejected_total{signal="metrics",reason="timeout"} 1' in _text(state)
+
+
+def test_too_many_bodies_being_applied_get_503() -> None:
+    state = OtlpState(OtlpLimits(max_inflight_requests=1))
+    state.applying = 1
+    response = post(state, "/v1/metrics", _counter_body(), PB)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    state.applying = 0
+    assert post(state, "/v1/metrics", _counter_body(), PB).status_code == 200

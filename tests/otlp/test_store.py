@@ -210,3 +210,24 @@ def test_a_flood_at_the_limit_prunes_once_per_batch_not_once_per_point() -> None
     kept = [store.put_number(fam, (("i", str(i)),), i, 0, False) for i in range(1000)]
     assert kept.count(True) == 3
     assert prunes <= 1
+
+
+def test_the_byte_budget_refuses_new_series_and_growing_histograms() -> None:
+    store = SeriesStore(max_bytes=2000)
+    fam = store.family("g", "gauge", "")
+    hist = store.family("h", "histogram", "")
+    assert fam is not None and hist is not None
+    store.tick()
+    big = (("v", "x" * 400),)
+    kept = [store.put_number(fam, (*big, ("i", str(i))), i, 0, False) for i in range(10)]
+    assert kept.count(True) == 4 and store.refusal == "size_limit"
+    assert store.bytes <= 2000
+    rendered = len(render(store.collect()))
+    assert rendered <= store.bytes
+    store.remove(fam, (*big, ("i", "0")))
+    les = store.bucket_labels(tuple(float(b) for b in range(1, 40)))
+    assert les is not None
+    assert not store.put_histogram(hist, (("i", "1"),), les, [0] * 40, 0, None, 0, False)
+    assert store.put_histogram(hist, (("i", "1"),), (), [], 0, None, 0, False)
+    assert not store.put_histogram(hist, (("i", "1"),), les, [0] * 40, 0, None, 0, False)
+    assert store.bytes <= 2000

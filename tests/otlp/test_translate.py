@@ -9,7 +9,7 @@ from opentelemetry.sdk.metrics import Meter
 
 from exporter.exposition import Family, render
 from exporter.otlp.store import SeriesStore
-from exporter.otlp.translate import apply_metrics
+from exporter.otlp.translate import Bounds, apply_metrics
 from tests.support.exported_metrics import APP_FAMILIES
 
 from .sdk import metrics_request
@@ -358,15 +358,76 @@ def test_observable_callbacks_from_the_sdk_are_gauges() -> None:
 
 def test_pushed_metrics_cannot_shadow_the_sidecars_own() -> None:
     store = SeriesStore()
+    cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
     outcome = apply_metrics(
         _request(
-            _sum("target.info", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, False, 1),
-            _sum(
-                "tradesense.exporter.otlp.series", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, False, 1
-            ),
-            _sum("tradesense.slow.queries", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, True, 1),
+            _sum("target.info", cumulative, False, 1),
+            _sum("tradesense.exporter.otlp.series", cumulative, False, 1),
+            _sum("tradesense.slow.queries", cumulative, True, 1),
+            _sum("process.resident_memory.bytes", cumulative, False, 1),
+            _sum("redis.up", cumulative, False, 1),
+            _sum("python.gc.objects.collected", cumulative, True, 1),
+            _sum("redis_exporter.build.info", cumulative, False, 1),
+            _sum("app.redis.calls", cumulative, True, 1),
         ),
         store,
     )
-    assert outcome.unsupported == 3
-    assert [s.value for s in _families(store)["target_info"].samples] == [1]
+    assert (outcome.reserved_name, outcome.unsupported, outcome.accepted) == (7, 0, 1)
+    fams = _families(store)
+    assert set(fams) == {"target_info", "app_redis_calls_total"}
+    assert [s.value for s in fams["target_info"].samples] == [1]
+
+
+def _point(t: int, value: float) -> pb.Metric:
+    return pb.Metric(
+        name="orders",
+        sum=pb.Sum(
+            data_points=[pb.NumberDataPoint(as_double=value, time_unix_nano=t)],
+            aggregation_temporality=pb.AGGREGATION_TEMPORALITY_CUMULATIVE,
+            is_monotonic=True,
+        ),
+    )
+
+
+def test_a_point_from_the_future_is_refused_and_later_points_apply() -> None:
+    store = SeriesStore()
+    now = 1_700_000_000 * 10**9
+    bounds = Bounds(latest_ns=now + 300 * 10**9)
+    ten_years = 10 * 365 * 86400 * 10**9
+    outcome = apply_metrics(_request(_point(now + ten_years, 99)), store, bounds=bounds)
+    assert (outcome.future_timestamp, outcome.accepted) == (1, 0)
+    assert "orders_total" not in _families(store)
+    apply_metrics(_request(_point(now, 5)), store, bounds=bounds)
+    outcome = apply_metrics(_request(_point(now + 10**9, 6)), store, bounds=bounds)
+    assert outcome.accepted == 1
+    assert [s.value for s in _families(store)["orders_total"].samples] == [6]
+
+
+def test_long_attribute_keys_are_dropped_and_counted() -> None:
+    store = SeriesStore()
+    point = pb.NumberDataPoint(as_double=1, attributes=[_kv("k" * 129, "v"), _kv("short", "s")])
+    metric = pb.Metric(name="g", gauge=pb.Gauge(data_points=[point]))
+    outcome = apply_metrics(_request(metric), store)
+    assert (outcome.accepted, outcome.attributes_dropped) == (1, 1)
+    (sample,) = _families(store)["g"].samples
+    assert {k for k, _ in sample.labels} == {
+        "service_name",
+        "service_instance_id",
+        "otel_scope_name",
+        "short",
+    }
+
+
+def test_resource_attributes_in_target_info_are_capped() -> None:
+    store = SeriesStore()
+    resource = Resource(
+        attributes=[_kv("service.name", "svc"), _kv("service.instance.id", "i1")]
+        + [_kv(f"attr.{i:04}", "v" * 5000) for i in range(2000)]
+        + [_kv("x" * 200, "long key")]
+    )
+    cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
+    outcome = apply_metrics(_request(_sum("a", cumulative, True, 1), resource=resource), store)
+    (info,) = _families(store)["target_info"].samples
+    assert len(info.labels) == 64
+    assert max(len(v) for _, v in info.labels) == 1024
+    assert outcome.attributes_dropped == 1 + (2002 - 64)
