@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(config)
         except WebConfigError as exc:
-            raise ConfigError(f"--web.config.file: {exc}") from None
+            raise ConfigError(f"--web.config.file {config.web_config_file}: {exc}") from None
     except ConfigError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -32,6 +32,26 @@ _VERSIONS = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
+# Go's names of the TLS 1.0-1.2 suites crypto/tls counts as secure, and OpenSSL's for them.
+_CIPHERS = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+}
+_CURVES = {"CurveP256": "prime256v1", "CurveP384": "secp384r1", "CurveP521": "secp521r1",
+           "X25519": "X25519"}
+_SAN_KINDS = ("DNS", "IP Address", "email", "URI")
 _TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users"}
 _BEARER_KEY = "bearer_token_file"
 _BCRYPT = re.compile(rb"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
@@ -90,8 +110,12 @@ def _resolve(base: Path, value: Any) -> str:
 def _tls_context(raw: Any, base: Path) -> ssl.SSLContext | None:
     if not raw:
         return None
-    if not isinstance(raw, dict) or set(raw) - _TLS_KEYS:
-        raise WebConfigError(f"tls_server_config takes {', '.join(sorted(_TLS_KEYS))}")
+    if not isinstance(raw, dict):
+        raise WebConfigError("tls_server_config must be a mapping")
+    unknown = set(raw) - _TLS_KEYS
+    if unknown:
+        raise WebConfigError(f"unknown key tls_server_config.{sorted(unknown)[0]} (it takes "
+                             f"{', '.join(sorted(_TLS_KEYS))})")
     if not raw.get("cert_file") or not raw.get("key_file"):
         raise WebConfigError("tls_server_config needs cert_file and key_file")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -113,7 +137,76 @@ def _tls_context(raw: Any, base: Path) -> ssl.SSLContext | None:
             raise WebConfigError(f"cannot load client_ca_file: {exc}") from None
     elif "Verify" in auth:
         raise WebConfigError(f"client_auth_type {auth} needs client_ca_file")
+    _ciphers(ctx, raw)
+    _curves(ctx, raw.get("curve_preferences"))
+    _allowed_sans(ctx, raw.get("client_allowed_sans"), auth)
     return ctx
+
+
+def _ciphers(ctx: ssl.SSLContext, raw: dict[str, Any]) -> None:
+    """As in Go: `cipher_suites` limits TLS 1.0-1.2 (TLS 1.3's suites are not configurable)."""
+    prefer = raw.get("prefer_server_cipher_suites", True)
+    if not isinstance(prefer, bool):
+        raise WebConfigError("tls_server_config.prefer_server_cipher_suites must be true or false")
+    if prefer:
+        ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    suites = raw.get("cipher_suites")
+    if suites is None:
+        return
+    if not isinstance(suites, list) or not suites:
+        raise WebConfigError("tls_server_config.cipher_suites must be a list of suite names")
+    for name in suites:
+        if name not in _CIPHERS:
+            raise WebConfigError(
+                f"tls_server_config.cipher_suites: {name!r} is not one of Go's secure TLS 1.0-1.2 "
+                f"suites ({', '.join(_CIPHERS)})")
+    ctx.set_ciphers(":".join(_CIPHERS[name] for name in suites))
+
+
+def _curves(ctx: ssl.SSLContext, raw: Any) -> None:
+    """Python's ssl sets one key-exchange group: a list of one is enforced, longer lists are
+    refused rather than cut short."""
+    if raw is None:
+        return
+    if not isinstance(raw, list) or not raw:
+        raise WebConfigError("tls_server_config.curve_preferences must be a list of curve names")
+    for name in raw:
+        if name not in _CURVES:
+            raise WebConfigError(f"tls_server_config.curve_preferences: {name!r} is not one of "
+                                 f"{', '.join(_CURVES)}")
+    if len(raw) > 1:
+        raise WebConfigError("tls_server_config.curve_preferences: this exporter can restrict "
+                             "the listener to one curve only; list one, or leave the key out")
+    ctx.set_ecdh_curve(_CURVES[raw[0]])
+
+
+class _SANChecked(ssl.SSLObject):
+    """A server-side TLS object that fails its handshake when the client's (verified)
+    certificate names none of `allowed` among its subject alternative names."""
+
+    allowed: frozenset[str] = frozenset()
+
+    def do_handshake(self) -> None:
+        super().do_handshake()
+        sans: Any = (self.getpeercert() or {}).get("subjectAltName", ())
+        names = {str(v) for kind, v in sans if kind in _SAN_KINDS}
+        if not names & self.allowed:
+            raise ssl.SSLCertVerificationError(
+                "client certificate names none of tls_server_config.client_allowed_sans")
+
+
+def _allowed_sans(ctx: ssl.SSLContext, raw: Any, auth: str) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, list) or not raw:
+        raise WebConfigError("tls_server_config.client_allowed_sans must be a list of names")
+    if auth != "RequireAndVerifyClientCert":
+        raise WebConfigError("tls_server_config.client_allowed_sans needs client_auth_type "
+                             "RequireAndVerifyClientCert")
+    ctx.sslobject_class = type("SANChecked", (_SANChecked,),
+                               {"allowed": frozenset(str(n) for n in raw)})
 
 
 def _version(value: Any, key: str) -> ssl.TLSVersion:
