@@ -89,7 +89,10 @@ if command -v prometheus >/dev/null 2>&1; then
     --web.listen-address="127.0.0.1:$PROM_PORT" >"$DEMO/logs/prometheus.log" 2>&1 &
   pids+=($!)
   wait_http "http://127.0.0.1:$PROM_PORT/-/ready" Prometheus prometheus
-  prom_line="Prometheus alerts:  http://127.0.0.1:$PROM_PORT/alerts  (graph: http://127.0.0.1:$PROM_PORT/graph)"
+  # shellcheck source=scripts/prom_pages.sh
+  . "$ROOT/scripts/prom_pages.sh"
+  prom="http://127.0.0.1:$PROM_PORT"
+  prom_line="Prometheus alerts:  $(prom_page "$prom" /alerts /classic/alerts)  (graph: $(prom_page "$prom" /graph /classic/graph), targets: $(prom_page "$prom" /targets /classic/targets))"
 fi
 
 cat <<MSG
