@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit system-deps venv bench clean
+.PHONY: test demo lint typecheck unit system-deps venv bench clean runbook-base
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: system-deps $(STAMP)
 	$(PY) bench/http_overhead.py --breakdown
 	$(PY) bench/http_overhead.py --footprint
 	$(PY) bench/cache_record.py
+
+# Where alerts/runbooks.md is rendered: every alert's runbook_url starts with it.
+runbook-base:
+	$(PYTHON) scripts/set_runbook_base.py "$(URL)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

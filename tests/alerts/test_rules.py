@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ ALERTMANAGER = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 RULE_FILES = sorted(ALERTS.glob("*.rules.yml"))
 TEST_FILES = sorted((ALERTS / "tests").glob("*_test.yml"))
 RUNBOOKS = ALERTS / "runbooks.md"
-RUNBOOK_BASE = "https://github.com/tradesense/tradesense-exporter/blob/main/alerts/runbooks.md"
+RUNBOOK_BASE = (ALERTS / "runbook-base.txt").read_text().strip()  # the one place to set it
 REQUIRED_ALERTS = {"RedisDown", "RedisCacheHitRateLow", "DatabaseSlowQueries",
                    "DatabasePoolSaturated", "DatabasePoolTimeouts",
                    "ApiAvailabilityBudgetBurnFast", "ApiAvailabilityBudgetBurnSlow",
@@ -125,6 +126,28 @@ def test_runbook_urls_point_at_existing_sections() -> None:
         assert base == RUNBOOK_BASE, url
         assert anchor == rule["alert"].lower(), url
         assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in runbooks.md"
+
+
+def test_runbook_base_is_set_in_one_place(tmp_path: Path) -> None:
+    """`make runbook-base URL=...` rewrites every alert's runbook_url and the base file, and
+    nothing else in the rule files."""
+    spec = importlib.util.spec_from_file_location("set_runbook_base",
+                                                  REPO / "scripts" / "set_runbook_base.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    set_base = module.set_base
+    copy = tmp_path / "alerts"
+    copy.mkdir()
+    for path in [*RULE_FILES, ALERTS / "runbook-base.txt"]:
+        (copy / path.name).write_text(path.read_text())
+    new = "https://git.example.com/sre/tradesense-exporter/-/blob/main/alerts/runbooks.md"
+    assert set_base(new, copy) == len(ALERT_RULES)
+    assert (copy / "runbook-base.txt").read_text().strip() == new
+    for path in RULE_FILES:
+        before, after = path.read_text(), (copy / path.name).read_text()
+        assert after.count(new + "#") == before.count(RUNBOOK_BASE + "#")
+        assert after.replace(new, RUNBOOK_BASE) == before
 
 
 def test_every_runbook_section_is_an_alert() -> None:
