@@ -67,7 +67,7 @@ def load_otlp_config(path: str | None) -> WebConfig | None:
     try:
         return load_web_config(path, bearer=True)
     except WebConfigError as exc:
-        raise ConfigError(f"--otlp.config.file: {exc}") from None
+        raise ConfigError(f"--otlp.config.file {path}: {exc}") from None
 
 
 def _secured(app: ASGIApp, web_config: WebConfig | None, auth: Authenticator | None,

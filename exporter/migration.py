@@ -195,14 +195,14 @@ def _translate(flag: GoFlag, value: str, where: str) -> str | None:
 def translate_argv(argv: Sequence[str], our_flags: frozenset[str]) -> list[str]:
     """Our flags with one dash get two; redis_exporter's are replaced by ours or refused."""
     out: list[str] = []
+    late: list[str] = []
     args = list(argv)
     i = 0
     while i < len(args):
         token = args[i]
         i += 1
         if token == "--":
-            out.extend(args[i - 1:])
-            break
+            return out + late + args[i - 1:]
         if not token.startswith("-") or len(token) < 2 or token[1].isdigit():
             out.append(token)
             continue
@@ -224,8 +224,10 @@ def translate_argv(argv: Sequence[str], our_flags: frozenset[str]) -> list[str]:
                 raise ConfigError(f"--{name}: expected a value")
         ours = _translate(flag, value, f"--{name}")
         if ours is not None:
-            out.append(str(flag.ours) if flag.switch else f"{flag.ours}={ours}")
-    return out
+            # redis_exporter's -debug wins over its -log-level, wherever it stands
+            target = late if flag.name == "debug" else out
+            target.append(str(flag.ours) if flag.switch else f"{flag.ours}={ours}")
+    return out + late
 
 
 def translate_env(env: Mapping[str, str]) -> dict[str, str]:

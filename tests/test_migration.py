@@ -3,16 +3,21 @@ spellings and the variable, so that the document and the behaviour cannot drift 
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from exporter.cli import load_config
 from exporter.config import Config, ConfigError
 from exporter.migration import GO_FLAGS
+from tests.support.net import free_port, wait_port
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "migrating.md"
 FILE = str(Path(__file__).resolve())  # any file that exists, for the *-file flags
@@ -161,3 +166,30 @@ def test_a_go_style_flag_line_of_a_typical_deployment() -> None:
                     "/metrics"])
     assert [t.address for t in config.targets] == ["redis://redis:6379"]
     assert config.log_format == "json"
+
+
+def test_our_own_flags_take_one_dash_too(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("scrape_timeout: 3s\n")
+    config = _load([f"-config.file={cfg}", "-scrape.timeout", "2s", "-log.level=debug"])
+    assert (config.scrape_timeout, config.log_level) == (2, "debug")
+
+
+def test_debug_wins_over_log_level_as_in_redis_exporter() -> None:
+    assert _load(["-debug", "-log-level=error"]).log_level == "debug"
+    assert _load(["-log-level=error"]).log_level == "error"
+
+
+def test_the_sidecar_listens_where_redis_exporters_variable_says(tmp_path: Path) -> None:
+    web, otlp = free_port(), free_port()
+    env = {**os.environ, "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{web}"}
+    with (tmp_path / "log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--redis.addr=",
+                                 f"--otlp.listen-address=127.0.0.1:{otlp}"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_port("127.0.0.1", web)
+        assert httpx.get(f"http://127.0.0.1:{web}/healthz", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
