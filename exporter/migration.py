@@ -234,6 +234,11 @@ def translate_env(env: Mapping[str, str]) -> dict[str, str]:
     """Our variables, with redis_exporter's translated; a variable of each kind for the same
     setting must agree."""
     out = dict(env)
+    known = {f.env for f in GO_FLAGS}
+    for name in sorted(env):
+        if name.startswith("REDIS_EXPORTER_") and name not in known:
+            raise ConfigError(f"{name} is not a variable of redis_exporter's (see "
+                              "docs/migrating.md) nor of this exporter's")
     for flag in GO_FLAGS:
         if flag.env is None or flag.env not in env or flag.env == flag.our_env:
             continue

@@ -193,3 +193,8 @@ def test_the_sidecar_listens_where_redis_exporters_variable_says(tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_an_unknown_redis_exporter_variable_is_refused() -> None:
+    with pytest.raises(ConfigError, match="^REDIS_EXPORTER_WEB_LISTEN_ADRESS is not a variable"):
+        _load([], {"REDIS_EXPORTER_WEB_LISTEN_ADRESS": ":9200"})
