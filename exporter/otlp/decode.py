@@ -158,7 +158,8 @@ def _load_json(body: bytes) -> dict[str, Any]:
 def _parse_dict(doc: dict[str, Any], msg: _M) -> _M:
     try:
         json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, RecursionError,
+            SystemError) as exc:  # SystemError: upb on a key with a lone surrogate ("\udfc1")
         raise MalformedBody("body is not a valid OTLP/JSON message") from exc
     return msg
 

@@ -131,6 +131,8 @@ def test_otlp_json_ids_are_hex_and_enums_may_be_numbers_or_names() -> None:
         _traces_json(traceId="zz"),
         _traces_json(traceId=7),
         b"[" * 100_000,
+        b'{"resourceSpans": [{"resource": {"\\udfc1": 1}}]}',  # a lone surrogate as a key
+        b'{"resourceSpans": [{"resource": {"attributes": [{"key": "\\udfc1"}]}}]}',
     ],
 )
 def test_bad_otlp_json_is_malformed(body: bytes) -> None:
