@@ -317,6 +317,7 @@ class _Gate:
         self._closed = False
         self._in_headers = True
         self._header_bytes = 0
+        self._tail = b""
         self._header_timer: asyncio.TimerHandle | None = None
         self._early: list[bytes] = []
 
@@ -413,19 +414,29 @@ class _Gate:
         if not self._in_headers:
             self._in_headers = True
             self._header_bytes = 0
+            self._tail = b""
 
     def _headers_complete(self) -> None:
         self._in_headers = False
         self._cancel_header_timer()
 
-    def _count_header_bytes(self, size: int) -> bool:
-        """False (and the connection answered 431 and closed) once the headers are too big."""
+    def _count_header_bytes(self, data: bytes) -> bool:
+        """False (and the connection answered 431 and closed) once the headers are too big.
+        Body bytes that arrive in the same read as the end of the headers do not count."""
         if self._closed:
             return False
         if not self._in_headers:
             return True
-        self._header_bytes += size
-        if self._header_bytes > self.listener.limits.max_header_bytes:
+        limit = self.listener.limits.max_header_bytes
+        start = self._header_bytes - len(self._tail)  # where tail + data begins
+        self._header_bytes += len(data)
+        if self._header_bytes > limit:
+            end = (self._tail + data[: limit + 4]).find(b"\r\n\r\n")
+            if end >= 0 and start + end + 4 <= limit:
+                self._header_bytes = start + end + 4
+                return True
+        self._tail = (self._tail + data[-3:])[-3:]
+        if self._header_bytes > limit:
             self._closed = True
             self._cancel_header_timer()
             self.listener.reject("header_too_large")
@@ -451,7 +462,7 @@ class GatedH11Protocol(_Gate, H11Protocol):  # type: ignore[misc]
         self._gate_init()
 
     def data_received(self, data: bytes) -> None:
-        if self._held_back(data) or not self._count_header_bytes(len(data)):
+        if self._held_back(data) or not self._count_header_bytes(data):
             return
         super().data_received(data)
         self._check_request()
@@ -477,7 +488,7 @@ class GatedHttpToolsProtocol(_Gate, HttpToolsProtocol):  # type: ignore[misc]
         self._gate_init()
 
     def data_received(self, data: bytes) -> None:
-        if self._held_back(data) or not self._count_header_bytes(len(data)):
+        if self._held_back(data) or not self._count_header_bytes(data):
             return
         super().data_received(data)
 

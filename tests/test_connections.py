@@ -172,6 +172,22 @@ def test_oversized_headers_get_431(protocol: str) -> None:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_body_in_the_same_read_as_the_headers_is_not_header_bytes(protocol: str) -> None:
+    """An OTLP push bigger than max_header_bytes, headers and body in one write."""
+    body = b"x" * (LIMITS.max_header_bytes * 4)
+    head = b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+    with serving(protocol) as (port, listener), connect(port) as sock:
+        sock.sendall(head + body)
+        assert read_response(sock).endswith(b"ok %d" % len(body))
+        # and headers that end past the limit, with a body after them, still get 431
+        big = b"POST / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * LIMITS.max_header_bytes
+        with connect(port) as other:
+            other.sendall(big + b"\r\ncontent-length: 2\r\n\r\nab")
+            assert read_all(other).startswith(b"HTTP/1.1 431")
+        assert listener.rejected["header_too_large"] == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_connection_caps_per_client_and_per_listener(protocol: str) -> None:
     with serving(protocol) as (port, listener):
         held = [connect(port, "127.0.0.2") for _ in range(4)]
