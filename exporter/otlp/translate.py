@@ -172,13 +172,28 @@ def apply_metrics(
         who = producer(rm.resource, bounds.max_label_name_length, bounds.max_resource_attributes)
         batch.out.attributes_dropped += who.dropped_attributes
         info = store.family(TARGET_INFO, "gauge", "Target metadata")
-        if info is not None:
+        if info is not None and _ends_everything(rm):
+            store.remove(info, who.target_labels)  # a producer's last word at a clean exit
+        elif info is not None:
             store.put_number(info, who.target_labels, 1, 0, False)
         for sm in rm.scope_metrics:
             batch.set_scope(who.labels, sm.scope)
             for metric in sm.metrics:
                 _metric(batch, metric)
     return batch.out
+
+
+def _ends_everything(rm: Any) -> bool:
+    """Every point of this producer's batch flagged "no recorded value" (and at least one)."""
+    seen = False
+    for sm in rm.scope_metrics:
+        for metric in sm.metrics:
+            which = metric.WhichOneof("data")
+            for point in getattr(metric, which).data_points if which else ():
+                if not point.flags & NO_RECORDED_VALUE:
+                    return False
+                seen = True
+    return seen
 
 
 def _count_points(metric: Metric, which: str) -> int:

@@ -105,7 +105,7 @@ def test_exit_with_the_sidecar_hung_waits_about_a_second() -> None:
 
 def test_a_worker_that_exits_cleanly_is_gone_from_metrics_at_once() -> None:
     """Its last export is followed by one that ends every series it sent: the sidecar drops
-    them then, not after its 5-minute staleness window."""
+    them, and its target_info, then, not after its 5-minute staleness window."""
     port = free_port()
     with run_sidecar(["--redis.addr=", f"--otlp.listen-address=127.0.0.1:{port}"],
                      wait=False) as sidecar:
@@ -116,8 +116,7 @@ def test_a_worker_that_exits_cleanly_is_gone_from_metrics_at_once() -> None:
 
         def app_series() -> list[str]:
             text = fetch(f"{sidecar.web_url}/metrics")
-            return [line for line in text.splitlines()
-                    if 'service_name="away"' in line and not line.startswith("target_info")]
+            return [line for line in text.splitlines() if 'service_name="away"' in line]
 
         assert poll(lambda: app_series() or None, "the app's series")
         _, log = app.exit_seconds()
