@@ -156,7 +156,8 @@ def _index_html(config: Config) -> str:
 <body><h1>tradesense-exporter {html.escape(__version__)}</h1>
 <ul>
 <li><a href="/metrics">/metrics</a>: Redis, application pool and query metrics</li>
-<li><a href="/api/slow-queries">/api/slow-queries</a>: the slowest statement fingerprints</li>
+<li><a href="/api/slow-queries">/api/slow-queries</a>: the slowest statement fingerprints,
+per service (<code>?service=</code> filters)</li>
 <li><a href="/healthz">/healthz</a>: liveness and the last scrape of each target</li>
 </ul>
 <h2>Redis targets on /metrics</h2><ul>{targets or "<li>none</li>"}</ul>

@@ -4,7 +4,8 @@ A span feeds the store when it carries a statement (`db.query.text`, legacy `db.
 a `db.query.fingerprint` from exporter.instrument) and either lasted at least the threshold or
 is marked `tradesense.slow_query=true` by exporter.instrument. The statement is always passed
 through `fingerprint` before it is stored, even when the span says it is a fingerprint already,
-so no literal reaches the store.
+so no literal reaches the store. Each statement is recorded under its producer's `service_name`
+(`<service.namespace>/<service.name>`, as the app's series carry it).
 
 A producer whose spans carry the `tradesense.slow_query` mark reports its slow queries itself;
 its spans from opentelemetry-instrumentation-sqlalchemy describe the same statements again and
@@ -123,14 +124,14 @@ class SlowSpanRecorder:
         for c in candidates:
             if self_reporting and c.sqlalchemy and not c.marked:
                 continue
-            self._store(c)
+            self._store(c, who.service_name)
 
     def _remember(self, key: tuple[str, str]) -> None:
         if key not in self._marked and len(self._marked) >= _MARKED_PRODUCERS_MAX:
             del self._marked[next(iter(self._marked))]
         self._marked[key] = None
 
-    def _store(self, c: _Candidate) -> None:
+    def _store(self, c: _Candidate, service: str) -> None:
         statement = _first(c.found, (FINGERPRINT, *_TEXT))
         if not statement.strip():
             return
@@ -148,6 +149,7 @@ class SlowSpanRecorder:
             collection=_first(c.found, _COLLECTION),
             db_system=_first(c.found, _SYSTEM),
             when=span.end_time_unix_nano / 1e9 if span.end_time_unix_nano else None,
+            service=service,
         )
 
     def _fingerprint(self, statement: str, db_system: str) -> str | None:

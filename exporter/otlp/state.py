@@ -52,6 +52,7 @@ class SlowQueryLimits:
     max_collections: int = 200
     max_operations: int = 32
     max_statement_length: int = 65536
+    max_services: int = 32
 
 
 class OtlpState:
@@ -81,6 +82,7 @@ class OtlpState:
             slow.max_collections,
             slow.max_operations,
             wall_clock,
+            slow.max_services,
         )
         self.spans = SlowSpanRecorder(
             self.slow_queries,

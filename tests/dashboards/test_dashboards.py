@@ -12,6 +12,7 @@ import yaml
 
 from tests.support.dashboard_queries import (
     DASHBOARD_DIR,
+    PanelQuery,
     iter_panels,
     metric_uses,
     panel_queries,
@@ -179,6 +180,61 @@ def test_cache_hit_rate_is_hits_over_hits_plus_misses() -> None:
         assert {"redis_keyspace_hits_total", "redis_keyspace_misses_total"} <= {
             u.name for u in metric_uses(denominator)}
         assert panel["fieldConfig"]["defaults"]["unit"] == "percentunit"
+
+
+def _slow_query_panels() -> list[PanelQuery]:
+    return [q for q in panel_queries(DASHBOARDS["database.json"])
+            if "tradesense_slow_queries_total" in q.raw_expr]
+
+
+def test_slow_query_panels_filter_on_and_group_by_service() -> None:
+    queries = _slow_query_panels()
+    assert len(queries) >= 2
+    for q in queries:
+        assert 'service_name=~"$service"' in q.raw_expr, q.panel_title
+        panel = next(p for p in _panels("database.json") if p["title"] == q.panel_title)
+        if panel["type"] == "timeseries":
+            groupings = re.findall(r"\bsum by \(([^)]*)\)", q.raw_expr)
+            assert groupings and all("service_name" in g for g in groupings), q.panel_title
+            assert all("{{service_name}}" in t["legendFormat"] for t in panel["targets"])
+
+
+def test_slow_query_panels_over_two_services_with_one_selected(tmp_path: Path) -> None:
+    """orders at 2 slow statements per second, billing at 1, the same statement: with orders
+    selected the panels show only orders; with every service, one line per service."""
+    labels = ('job="tradesense-exporter", instance="127.0.0.1:9121", '
+              'db_operation_name="SELECT", db_collection_name="trades"')
+    series = [{"series": f'tradesense_slow_queries_total{{{labels}, service_name="{service}"}}',
+               "values": f"0+{per_second * 15:g}x60"} for service, per_second in
+              (("orders", 2), ("billing", 1))]
+    builtins = {"__rate_interval": "1m", "__range": "5m"}
+    row = {"job": "tradesense-exporter", "db_operation_name": "SELECT",
+           "db_collection_name": "trades"}
+
+    def tests_for(values: dict[str, list[str]],
+                  lines: dict[str, float], total: float) -> list[dict[str, Any]]:
+        out = []
+        for q in panel_queries(DASHBOARDS["database.json"], values=values, builtins=builtins):
+            if "tradesense_slow_queries_total" not in q.raw_expr:
+                continue
+            if "sum by" in q.raw_expr:
+                samples = [{"labels": "{" + ", ".join(
+                    f'{k}="{v}"' for k, v in sorted({**row, "service_name": s}.items())
+                    if k != "job") + "}", "value": v} for s, v in lines.items()]
+            else:
+                samples = [{"labels": "{}", "value": total}]
+            out.append({"expr": q.expr, "eval_time": "10m", "exp_samples": samples})
+        return out
+
+    tests = [{"interval": "15s", "input_series": series, "promql_expr_test": [
+        *tests_for({"service": ["orders"]}, {"orders": 2}, 600),
+        *tests_for({}, {"orders": 2, "billing": 1}, 900),
+    ]}]
+    path = tmp_path / "slow-queries.test.yml"
+    path.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m",
+                                    "tests": tests}, sort_keys=False), encoding="utf-8")
+    result = run_tool("promtool", ["test", "rules", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_issue_panels_present() -> None:

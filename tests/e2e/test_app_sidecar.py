@@ -7,6 +7,7 @@ What the sidecar serves on /metrics and /api/slow-queries is checked against wha
 
 from __future__ import annotations
 
+import json
 import math
 import socket
 import subprocess
@@ -147,6 +148,7 @@ def test_slow_postgres_queries_by_fingerprint(
     assert len(selects) == len(LITERAL_CALLS) == select["calls"]
     assert update["calls"] == 1
     for entry, made in ((select, selects), (update, [updated])):
+        assert entry["service_name"] == "e2e-slow-pg", entry
         assert entry["db_system_name"] == "postgresql"
         slack = 0.005 * len(made)
         assert SLEEP * len(made) <= entry["total_seconds"] <= sum(c["seconds"] for c in made)
@@ -157,12 +159,24 @@ def test_slow_postgres_queries_by_fingerprint(
         assert slow_run["started"] <= seen <= slow_run["finished"]
 
     metrics: Metrics = slow_run["metrics"]
-    labels = {"db_collection_name": pg_table}
+    labels = {"db_collection_name": pg_table, "service_name": "e2e-slow-pg"}
     assert metrics.value(SLOW_TOTAL, db_operation_name="SELECT", **labels) == 2
     assert metrics.value(SLOW_TOTAL, db_operation_name="UPDATE", **labels) == 1
-    buckets = metrics.buckets(DURATION, service_name="e2e-slow-pg", db_operation_name="SELECT",
-                              db_system_name="postgresql", **labels)
+    buckets = metrics.buckets(DURATION, db_operation_name="SELECT", db_system_name="postgresql",
+                              **labels)
     assert (buckets["0.5"], buckets["+Inf"]) == (0, 2)
+
+
+def test_slow_queries_filtered_by_service(
+    sidecar: SidecarProcess, pg_table: str, slow_run: dict[str, Any]
+) -> None:
+    url = f"{sidecar.web_url}/api/slow-queries?limit=1000&service="
+    mine = json.loads(fetch(url + "e2e-slow-pg"))["slow_queries"]
+    assert {e["service_name"] for e in mine} == {"e2e-slow-pg"}
+    assert {e["fingerprint"] for e in _entries(sidecar, pg_table)} <= {
+        e["fingerprint"] for e in mine}
+    others = json.loads(fetch(url + "another-service"))["slow_queries"]
+    assert not [e for e in others if e["db_collection_name"] == pg_table]
 
 
 def test_no_literal_of_a_slow_statement_in_any_sidecar_output(

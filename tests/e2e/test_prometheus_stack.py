@@ -475,12 +475,16 @@ def test_pg_sleep_queries_make_database_slow_queries_true(stack: Stack,
     quiet = db_trouble.quiet["DatabaseSlowQueries"]
     assert not quiet, f"true before any trouble: {_series_text(quiet)}"
     fired = _poll_alert(stack.prometheus, "DatabaseSlowQueries",
-                        lambda s: s["metric"].get("db_operation_name") == "SELECT", 30, stack)
+                        lambda s: s["metric"].get("db_operation_name") == "SELECT"
+                        and s["metric"].get("service_name") == SERVICE_NAME, 30, stack)
     assert all(float(s["value"][1]) > 1 for s in fired)
-    # What the alert's description sends the on-call engineer to: the statement, fingerprinted.
-    listing = httpx.get(f"{stack.sidecar.web_url}/api/slow-queries", timeout=10).json()
+    # What the alert's description sends the on-call engineer to: the service's statements,
+    # fingerprinted.
+    listing = httpx.get(f"{stack.sidecar.web_url}/api/slow-queries",
+                        params={"service": SERVICE_NAME}, timeout=10).json()
     named = [q for q in listing["slow_queries"] if "pg_sleep" in q["fingerprint"]]
     assert named and named[0]["calls"] > 1, listing
+    assert {q["service_name"] for q in listing["slow_queries"]} == {SERVICE_NAME}, listing
 
 
 def test_full_pool_makes_database_pool_saturated_true(stack: Stack,

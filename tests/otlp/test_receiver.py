@@ -168,8 +168,9 @@ def test_traces_feed_the_slow_query_store() -> None:
     assert ExportTraceServiceResponse.FromString(response.content) == ExportTraceServiceResponse()
     text = _text(state)
     assert "tradesense_exporter_otlp_spans_accepted_total 1\n" in text
-    assert 'tradesense_slow_queries_total{db_operation_name="SELECT",db_collection_name=""} 1' in (
-        text
+    assert (
+        'tradesense_slow_queries_total{service_name="unknown_service",db_operation_name="SELECT",'
+        'db_collection_name=""} 1' in text
     )
 
 

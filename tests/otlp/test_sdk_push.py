@@ -142,8 +142,8 @@ def test_two_producers_keep_distinct_series_which_go_stale_when_they_stop(
     assert select.calls == 2 and select.max_seconds == pytest.approx(0.9)
     assert entries["UPDATE trades SET note = ? WHERE id = ?"].calls == 2
     assert (
-        'tradesense_slow_queries_total{db_operation_name="SELECT",db_collection_name="accounts"} 2'
-        in text
+        'tradesense_slow_queries_total{service_name="tradesense-api",'
+        'db_operation_name="SELECT",db_collection_name="accounts"} 2' in text
     )
 
     stopped = time.monotonic()

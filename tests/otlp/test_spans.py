@@ -48,9 +48,11 @@ def _span(seconds: float, **attrs: object) -> Span:
     )
 
 
-def _request(*scopes: tuple[str, list[Span]], instance: str = "w1") -> ExportTraceServiceRequest:
+def _request(
+    *scopes: tuple[str, list[Span]], instance: str = "w1", service: str = "app"
+) -> ExportTraceServiceRequest:
     resource = Resource(
-        attributes=[_attr("service.name", "app"), _attr("service.instance.id", instance)]
+        attributes=[_attr("service.name", service), _attr("service.instance.id", instance)]
     )
     return ExportTraceServiceRequest(
         resource_spans=[
@@ -146,3 +148,20 @@ def test_overlong_statements_are_not_fingerprinted() -> None:
     recorder.record(_request(("s", [_span(1.0, db_query_text="SELECT '" + "x" * 2000 + "'")])))
     (entry,) = store.top(1)
     assert entry.fingerprint == "(statement longer than 1000 characters)"
+
+
+def test_each_statement_is_recorded_under_its_producers_service() -> None:
+    store, recorder = _recorder()
+    statement = "SELECT * FROM trades WHERE id = 7"
+    recorder.record(_request(("s", [_span(0.9, db_query_text=statement)]), service="orders"))
+    recorder.record(_request(("s", [_span(0.6, db_query_text=statement)]), service="orders",
+                             instance="w2"))
+    recorder.record(_request(("s", [_span(2.0, db_query_text=statement)]), service="billing"))
+    entries = [(e.service_name, e.fingerprint, e.calls) for e in store.top(10)]
+    assert entries == [
+        ("billing", "SELECT * FROM trades WHERE id = ?", 1),
+        ("orders", "SELECT * FROM trades WHERE id = ?", 2),
+    ]
+    text = render(store.collect()).decode()
+    assert 'service_name="orders",db_operation_name="SELECT",db_collection_name=""} 2' in text
+    assert 'service_name="billing",db_operation_name="SELECT",db_collection_name=""} 1' in text
