@@ -1,13 +1,17 @@
-"""The sidecar process's lifecycle: start, logs, graceful shutdown."""
+"""The sidecar process's lifecycle: start, logs, graceful shutdown, exit codes (0 a clean stop,
+2 a bad flag or file: tests/test_cli.py, 3 a listen address that cannot be bound)."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
+from collections import Counter
 
 import httpx
+import pytest
 
 from tests.support.sidecar import run_sidecar
 
@@ -40,12 +44,64 @@ def test_json_logs_are_one_object_per_line() -> None:
     assert all({"ts", "level", "msg"} <= set(r) for r in records)
 
 
-def test_port_in_use_fails_startup() -> None:
+def _without_ts(line: str, fmt: str) -> str:
+    if fmt == "json":
+        record = json.loads(line)
+        record.pop("ts")
+        return json.dumps(record, sort_keys=True)
+    assert line.startswith("ts=")
+    return line.split(" ", 1)[1]
+
+
+def _msg(line: str, fmt: str) -> str:
+    if fmt == "json":
+        return str(json.loads(line)["msg"])
+    match = re.search(r' msg=("(?:[^"\\]|\\.)*"|\S+)', line)
+    assert match is not None, line
+    return match.group(1).strip('"')
+
+
+@pytest.mark.parametrize("fmt", ["logfmt", "json"])
+def test_start_and_stop_are_logged_once_each(fmt: str) -> None:
+    # Two uvicorn servers in one process each logged "Started server process", "Shutting down"
+    # and "Finished server process": every line about the start and the stop appeared twice.
+    with run_sidecar(["--redis.addr=", f"--log.format={fmt}"]) as proc:
+        assert httpx.get(f"{proc.web_url}/healthz").status_code == 200
+        assert proc.stop() == 0
+        lines = proc.logs().strip().splitlines()
+    bare = [_without_ts(line, fmt) for line in lines]
+    assert [line for line, n in Counter(bare).items() if n > 1] == []
+    assert [_msg(line, fmt) for line in lines] == ["starting", "listening", "shutting down",
+                                                    "stopped"]
+    listening = lines[1]
+    assert f"127.0.0.1:{proc.web_port}" in listening
+    assert f"127.0.0.1:{proc.otlp_port}" in listening
+
+
+def _occupied() -> tuple[socket.socket, int]:
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
-    port = taken.getsockname()[1]
-    with run_sidecar([f"--otlp.listen-address=127.0.0.1:{port}"], wait=False) as proc:
-        assert proc.proc.wait(20) != 0
-        assert "address already in use" in proc.logs()
-    taken.close()
+    return taken, taken.getsockname()[1]
+
+
+@pytest.mark.parametrize("busy", [("web",), ("otlp",), ("web", "otlp")])
+def test_busy_ports_are_named_on_one_line_with_exit_code_3(busy: tuple[str, ...]) -> None:
+    held = {name: _occupied() for name in busy}
+    try:
+        args = [f"--{name}.listen-address=127.0.0.1:{port}" for name, (_, port) in held.items()]
+        with run_sidecar(args, wait=False) as proc:
+            assert proc.proc.wait(20) == 3
+            text = proc.logs()
+    finally:
+        for sock, _ in held.values():
+            sock.close()
+    assert "Traceback" not in text
+    lines = text.strip().splitlines()
+    assert len(lines) == 2, lines  # starting, then the one error
+    error = lines[1]
+    assert "level=error" in error and "cannot listen" in error
+    for name, (_, port) in held.items():
+        assert f"--{name}.listen-address 127.0.0.1:{port}: address already in use" in error
+    for name in {"web", "otlp"} - set(busy):
+        assert f"--{name}.listen-address" not in error

@@ -3,17 +3,27 @@
 OTLP/JSON differs from protobuf's canonical JSON mapping: trace and span ids are hex strings
 (protobuf's mapping would read them as base64), so ids are rewritten to base64 before
 `json_format.ParseDict`, which then ignores unknown fields and accepts enum integers or names.
+
+Before that, the document is checked against the message descriptors, for what `ParseDict`
+lets through: a string or an array where a message is required (it iterates either as if it
+were an object), an enum that is not an int32 or a known name (a float, a boolean, an unknown
+name), a bytes field that is not base64, a trace id that is not 32 hex digits, a span id that is
+not 16 (the empty string stays allowed: it means no id, as for a root span's parent). Any of
+these makes the whole body malformed (400), as protobuf garbage is. Unknown fields stay ignored,
+as the specification requires, and `null` stays the field's default.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import json
+import re
 import zlib
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -125,17 +135,13 @@ def inflate(body: bytes, content_encoding: str | None, cap: int) -> bytes:
 def parse_metrics(body: bytes, fmt: Format) -> ExportMetricsServiceRequest:
     if fmt == "protobuf":
         return _parse_protobuf(body, ExportMetricsServiceRequest)
-    doc = _load_json(body)
-    _drop_exemplars(doc)
-    return _parse_dict(doc, ExportMetricsServiceRequest())
+    return _parse_json(body, ExportMetricsServiceRequest())
 
 
 def parse_traces(body: bytes, fmt: Format) -> ExportTraceServiceRequest:
     if fmt == "protobuf":
         return _parse_protobuf(body, ExportTraceServiceRequest)
-    doc = _load_json(body)
-    _hex_ids_to_base64(doc)
-    return _parse_dict(doc, ExportTraceServiceRequest())
+    return _parse_json(body, ExportTraceServiceRequest())
 
 
 def _parse_protobuf(body: bytes, cls: type[_M]) -> _M:
@@ -143,6 +149,15 @@ def _parse_protobuf(body: bytes, cls: type[_M]) -> _M:
         return cls.FromString(body)
     except Exception as exc:  # DecodeError, RecursionError on hostile nesting
         raise MalformedBody("body is not a valid OTLP protobuf message") from exc
+
+
+def _parse_json(body: bytes, msg: _M) -> _M:
+    doc = _load_json(body)
+    try:
+        _check_message(doc, msg.DESCRIPTOR)
+    except RecursionError as exc:
+        raise MalformedBody("body is not a valid OTLP/JSON message") from exc
+    return _parse_dict(doc, msg)
 
 
 def _load_json(body: bytes) -> dict[str, Any]:
@@ -164,59 +179,92 @@ def _parse_dict(doc: dict[str, Any], msg: _M) -> _M:
     return msg
 
 
-def _objects(value: Any) -> list[dict[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, dict)]
+# Bytes fields that OTLP/JSON writes as hex, and their size in bytes (Span, Span.Link, Exemplar).
+_HEX_IDS = {"trace_id": 16, "span_id": 8, "parent_span_id": 8}
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+_HEX = re.compile(r"[0-9A-Fa-f]*")
 
 
-def _each(doc: dict[str, Any], *path: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The objects reached by following, level by level, any of the alternative keys."""
-    level = [doc]
-    for keys in path:
-        level = [child for obj in level for key in keys for child in _objects(obj.get(key))]
-    return level
+class _Field(NamedTuple):
+    field: FieldDescriptor
+    repeated: bool
+    kind: int
+    message: Descriptor | None  # a message field's type; None for a map or a scalar
+    enum_names: frozenset[str]
+    hex_size: int | None
 
 
-def _drop_exemplars(doc: dict[str, Any]) -> None:
-    # Exemplars cannot be shown in the text format; dropping them also spares their hex ids.
-    metrics = _each(
-        doc,
-        ("resourceMetrics", "resource_metrics"),
-        ("scopeMetrics", "scope_metrics"),
-        ("metrics",),
-    )
-    for metric in metrics:
-        for data in metric.values():
-            if isinstance(data, dict):
-                for point in _objects(data.get("dataPoints", data.get("data_points"))):
-                    point.pop("exemplars", None)
+@functools.cache
+def _fields(descriptor: Descriptor) -> dict[str, _Field]:
+    """A message's fields by both JSON spellings (`traceId` and `trace_id`)."""
+    table: dict[str, _Field] = {}
+    for field in descriptor.fields:
+        message = field.message_type if field.type == FieldDescriptor.TYPE_MESSAGE else None
+        if message is not None and message.GetOptions().map_entry:
+            message = None  # none in OTLP; ParseDict checks a map's entries
+        entry = _Field(
+            field,
+            field.is_repeated,
+            field.type,
+            message,
+            frozenset(field.enum_type.values_by_name) if field.enum_type is not None
+            else frozenset(),
+            _HEX_IDS.get(field.name) if field.type == FieldDescriptor.TYPE_BYTES else None,
+        )
+        table[field.name] = table[field.json_name] = entry
+    return table
 
 
-_SPAN_ID_KEYS = ("traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id")
+def _invalid(entry: _Field, what: str) -> MalformedBody:
+    # Names come from the schema, never from the body.
+    return MalformedBody(f"invalid OTLP/JSON: {entry.field.full_name} must be {what}")
 
 
-def _hex_ids_to_base64(doc: dict[str, Any]) -> None:
-    spans = _each(
-        doc,
-        ("resourceSpans", "resource_spans"),
-        ("scopeSpans", "scope_spans"),
-        ("spans",),
-    )
-    for span in spans:
-        _fix_ids(span)
-        for link in _objects(span.get("links")):
-            _fix_ids(link)
+def _check_message(obj: dict[str, Any], descriptor: Descriptor) -> None:
+    fields = _fields(descriptor)
+    for key, value in obj.items():
+        entry = fields.get(key)
+        if entry is None or value is None:
+            continue  # unknown fields are ignored; null is the default value
+        if not entry.repeated:
+            obj[key] = _check_value(value, entry)
+        elif not isinstance(value, list):
+            raise _invalid(entry, "an array")
+        else:
+            for i, item in enumerate(value):
+                value[i] = _check_value(item, entry)
 
 
-def _fix_ids(obj: dict[str, Any]) -> None:
-    for key in _SPAN_ID_KEYS:
-        value = obj.get(key)
-        if value is None:
-            continue
+def _check_value(value: Any, entry: _Field) -> Any:
+    kind = entry.kind
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        if not isinstance(value, dict):
+            raise _invalid(entry, "an object")
+        if entry.message is not None:
+            _check_message(value, entry.message)
+    elif kind == FieldDescriptor.TYPE_ENUM:
+        if isinstance(value, str):
+            if value not in entry.enum_names:
+                raise _invalid(entry, "an enum number or name")
+        elif (isinstance(value, bool) or not isinstance(value, int)
+              or not _INT32_MIN <= value <= _INT32_MAX):
+            raise _invalid(entry, "an enum number or name")
+    elif kind == FieldDescriptor.TYPE_BYTES:
         if not isinstance(value, str):
-            raise MalformedBody("trace and span ids must be hex strings")
-        try:
-            obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
-        except (ValueError, binascii.Error) as exc:
-            raise MalformedBody("trace and span ids must be hex strings") from exc
+            raise _invalid(entry, "a string")
+        if entry.hex_size is not None:
+            return _hex_id(value, entry)
+        if not _BASE64.fullmatch(value) or len(value.rstrip("=")) % 4 == 1:
+            raise _invalid(entry, "base64")
+    return value
+
+
+def _hex_id(value: str, entry: _Field) -> str:
+    """OTLP/JSON's hex id as the base64 that ParseDict reads; "" is no id."""
+    if not value:
+        return value
+    size = entry.hex_size or 0
+    if len(value) != 2 * size or not _HEX.fullmatch(value):
+        raise _invalid(entry, f"{2 * size} hex digits")
+    return base64.b64encode(bytes.fromhex(value)).decode()

@@ -140,6 +140,88 @@ def test_bad_otlp_json_is_malformed(body: bytes) -> None:
         parse_traces(body, "json")
 
 
+def _metrics_json(**point: object) -> bytes:
+    metric = {"name": "c", "gauge": {"dataPoints": [{"asInt": "1", **point}]}}
+    return json.dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [metric]}]}]}).encode()
+
+
+def _resource_json(resource: object) -> bytes:
+    return json.dumps({"resourceSpans": [{"resource": resource}]}).encode()
+
+
+# What the OTLP/JSON specification calls invalid, and protobuf's ParseDict let through: a
+# string or an array where a message is required, ids of the wrong length, enums that are not
+# numbers or known names, bytes that are not base64.
+INVALID_BY_SPEC = {
+    "trace id of 4 hex digits": _traces_json(traceId="abcd", spanId=SPAN_ID),
+    "trace id of 34 hex digits": _traces_json(traceId=TRACE_ID + "ab", spanId=SPAN_ID),
+    "trace id with a space": _traces_json(traceId=TRACE_ID[:30] + " a"),
+    "span id of 32 hex digits": _traces_json(traceId=TRACE_ID, spanId=TRACE_ID),
+    "span id not hex": _traces_json(traceId=TRACE_ID, spanId="eee19b7ec3c1b17g"),
+    "parent span id of 2": _traces_json(traceId=TRACE_ID, spanId=SPAN_ID, parentSpanId="ab"),
+    "link span id of 4": _traces_json(links=[{"traceId": TRACE_ID, "spanId": "abcd"}]),
+    "status a string": _traces_json(status="error"),
+    "status an array": _traces_json(status=[]),
+    "event a string": _traces_json(events=["x"]),
+    "link an array": _traces_json(links=[[]]),
+    "kind a float": _traces_json(kind=1.5),
+    "kind a boolean": _traces_json(kind=True),
+    "kind an unknown name": _traces_json(kind="SPAN_KIND_NOPE"),
+    "kind past int32": _traces_json(kind=2**40),
+    "status code an object": _traces_json(status={"code": {}}),
+    "resource a string": _resource_json("x"),
+    "resource an array": _resource_json([]),
+    "bytes not base64": _resource_json(
+        {"attributes": [{"key": "k", "value": {"bytesValue": "!!"}}]}),
+    "attribute value a string": _resource_json({"attributes": [{"key": "k", "value": "v"}]}),
+}
+INVALID_METRICS_BY_SPEC = {
+    "resourceMetrics a number": b'{"resourceMetrics": 5}',
+    "scopeMetrics an object": b'{"resourceMetrics": [{"scopeMetrics": {}}]}',
+    "metric a string": b'{"resourceMetrics": [{"scopeMetrics": [{"metrics": ["c"]}]}]}',
+    "exemplars a number": _metrics_json(exemplars=5),
+    "exemplar trace id not hex": _metrics_json(exemplars=[{"traceId": "zz", "asInt": "1"}]),
+    "exemplar span id of 4": _metrics_json(exemplars=[{"spanId": "abcd", "asInt": "1"}]),
+    "temporality a string": json.dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": "c", "sum": {"aggregationTemporality": "x", "dataPoints": []}}]}]}]}).encode(),
+}
+
+
+@pytest.mark.parametrize("body", INVALID_BY_SPEC.values(), ids=INVALID_BY_SPEC.keys())
+def test_traces_the_specification_calls_invalid_are_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        parse_traces(body, "json")
+
+
+@pytest.mark.parametrize("body", INVALID_METRICS_BY_SPEC.values(),
+                         ids=INVALID_METRICS_BY_SPEC.keys())
+def test_metrics_the_specification_calls_invalid_are_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedBody):
+        parse_metrics(body, "json")
+
+
+def test_the_message_names_the_field_never_the_body() -> None:
+    with pytest.raises(MalformedBody) as caught:
+        parse_traces(_traces_json(traceId="deadbeef"), "json")
+    message = str(caught.value)
+    assert "opentelemetry.proto.trace.v1.Span.trace_id must be 32 hex digits" in message
+    assert "deadbeef" not in message
+
+
+def test_what_the_specification_allows_stays_accepted() -> None:
+    request = parse_traces(
+        _traces_json(traceId=TRACE_ID.upper(), spanId="", parentSpanId="", kind="SPAN_KIND_SERVER",
+                     status=None, attributes=[{"key": "k", "value": {"bytesValue": "AAE="}}],
+                     somethingNew={"nested": [1, "x"]}),
+        "json",
+    )
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert span.trace_id.hex() == TRACE_ID and span.span_id == b"" and span.kind == 2
+    assert span.attributes[0].value.bytes_value == b"\x00\x01"
+    snake = parse_traces(_traces_json(trace_id=TRACE_ID, span_id=SPAN_ID), "json")
+    assert snake.resource_spans[0].scope_spans[0].spans[0].span_id.hex() == SPAN_ID
+
+
 def test_otlp_json_metrics_with_exemplars() -> None:
     doc = {
         "resourceMetrics": [
@@ -170,3 +252,4 @@ def test_otlp_json_metrics_with_exemplars() -> None:
     metric = request.resource_metrics[0].scope_metrics[0].metrics[0]
     assert metric.sum.data_points[0].as_int == 5
     assert metric.sum.aggregation_temporality == 2
+    assert metric.sum.data_points[0].exemplars[0].trace_id.hex() == TRACE_ID
