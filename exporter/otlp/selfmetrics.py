@@ -25,7 +25,15 @@ class SelfMetrics:
         self.points_dropped = dict.fromkeys(DROP_REASONS, 0)
         self.attributes_dropped = 0
 
-    def families(self, series: int, series_bytes: int = 0, inflight: int = 0) -> list[Family]:
+    def families(
+        self,
+        series: int,
+        series_bytes: int = 0,
+        inflight: int = 0,
+        producers: tuple[int, int] = (0, 0),
+    ) -> list[Family]:
+        """`producers`: how many the store follows, and how many it has forgotten after they
+        missed their export intervals."""
         requests = counter(
             "tradesense_exporter_otlp_requests_total", "OTLP export requests received."
         )
@@ -69,6 +77,17 @@ class SelfMetrics:
                 "Estimated size of the OTLP series in the /metrics body, against "
                 "otlp.max_exposition_bytes.",
                 series_bytes,
+            ),
+            gauge(
+                "tradesense_exporter_otlp_producers",
+                "Producers (service_name, service_instance_id) whose pushes the receiver follows.",
+                producers[0],
+            ),
+            counter(
+                "tradesense_exporter_otlp_producers_expired_total",
+                "Producers forgotten with all their series after missing a few of their export "
+                "intervals (learned from their pushes) or otlp.staleness.",
+                producers[1],
             ),
             gauge(
                 "tradesense_exporter_otlp_inflight_requests",

@@ -141,8 +141,9 @@ class OtlpState:
         with self._lock:
             families = self.store.collect()
             series, size = self.store.series_count, self.store.bytes
+            producers = (len(self.store.producers), self.store.producers_expired)
         return [
             *families,
             *self.slow_queries.collect(),
-            *self.counters.families(series, size, self.inflight),
+            *self.counters.families(series, size, self.inflight, producers),
         ]

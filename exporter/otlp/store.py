@@ -9,6 +9,14 @@ Besides the series counts, the store keeps an estimate of the bytes its series t
 format (each line: name, labels, value) and refuses a new series, or the growth of a histogram's
 buckets, that would take it past `max_bytes`: the `/metrics` body, and the time to render it,
 stay bounded whatever the labels are (`refusal` then says "size_limit").
+
+Producers (service_name + service_instance_id, told by `pushed_by` before their points) are
+followed too: each one's export interval is learned from its own pushes, and one that misses
+`MISSED_INTERVALS` of them (plus `EXPIRY_GRACE_SECONDS`, never sooner than
+`EXPIRY_FLOOR_SECONDS` after its last push, never later than the staleness period) is taken for
+dead: all its series, `target_info` included, are forgotten at the next prune and it is counted
+in `producers_expired`. While a producer is alive, each of its series still ages by the
+staleness period on its own (a series absent from some pushes is kept that long).
 """
 
 from __future__ import annotations
@@ -28,13 +36,59 @@ EXP_MAX_BUCKETS = 64
 _BOUNDS_CACHE_MAX = 1024
 _BOUNDS_CACHE_BYTES = 1024 * 1024
 _LINE_OVERHEAD = 40  # suffix, value, separators, newline: a generous per-line estimate
+MISSED_INTERVALS = 3  # a producer that misses this many export intervals is taken for dead
+EXPIRY_GRACE_SECONDS = 1.0
+EXPIRY_FLOOR_SECONDS = 3.0  # never sooner than this after its last push
+ONE_EXPORT_SECONDS = 0.5  # pushes this close to the first of an export are that export's parts
+LEARNED_GAPS = 8  # the interval is the longest of this many last gaps between exports
+MIN_GAPS = 2  # fewer gaps known (a producer seen once or twice): the staleness period rules
+MAX_PRODUCERS = 10_000  # producers followed at once; past it a new one ages by staleness only
+
+
+class Liveness:
+    """When one producer pushed last, and the gaps between its last exports."""
+
+    __slots__ = ("expires", "gaps", "gone", "last", "start")
+
+    def __init__(self, now: float, staleness: float) -> None:
+        self.start = self.last = now  # `start`: the first push of its latest export
+        self.gaps: list[float] = []
+        self.gone = False
+        self.expires = now + staleness
+
+    def pushed(self, now: float, staleness: float) -> None:
+        """Pushes less than ONE_EXPORT_SECONDS after an export's first one are parts of that
+        export (an SDK splits a large export, a request may hold a producer twice): they keep
+        it alive but teach no interval."""
+        if now - self.start >= ONE_EXPORT_SECONDS:
+            self.gaps.append(now - self.start)
+            if len(self.gaps) > LEARNED_GAPS:
+                del self.gaps[0]
+            self.start = now
+        self.last = max(self.last, now)
+        self.expires = self.last + self.deadline(staleness)
+
+    @property
+    def interval(self) -> float | None:
+        """The longest of the last gaps between exports (jitter and an odd late export only
+        make it wait longer, never flap); None until MIN_GAPS are known."""
+        return max(self.gaps) if len(self.gaps) >= MIN_GAPS else None
+
+    def deadline(self, staleness: float) -> float:
+        """Seconds after its last push at which the producer is taken for dead."""
+        interval = self.interval
+        if interval is None:
+            return staleness
+        missed = MISSED_INTERVALS * interval + EXPIRY_GRACE_SECONDS
+        return min(staleness, max(EXPIRY_FLOOR_SECONDS, missed))
 
 
 class Series:
-    __slots__ = ("cost", "line", "seen", "t")
+    __slots__ = ("cost", "line", "producer", "seen", "t")
 
     def __init__(self) -> None:
         self.seen = 0.0
+        self.producer: Liveness | None = None  # None: not followed, it ages by staleness only
         self.t = 0
         self.line = 0  # bytes of one line of this series, estimated
         self.cost = 0  # bytes of all its lines, estimated
@@ -145,6 +199,10 @@ class SeriesStore:
         self.refusal = ""
         self.families: dict[str, MetricFamily] = {}
         self.series_count = 0
+        self.producers: dict[tuple[str, str], Liveness] = {}
+        self.producers_expired = 0
+        self._pushing: Liveness | None = None  # the producer whose points are being put
+        self._ended = False  # a producer ended since the last prune
         self.now = clock()
         self._last_prune = self.now
         self._les: Memo[tuple[float, ...], tuple[str, ...]] = Memo(
@@ -154,8 +212,37 @@ class SeriesStore:
     def tick(self) -> None:
         """Read the clock once for a batch of updates; prune now and then."""
         self.now = self.clock()
+        self._pushing = None
         if self.now - self._last_prune >= self.staleness_seconds / 4:
             self.prune()
+
+    def pushed_by(self, producer: tuple[str, str]) -> None:
+        """`producer` (service name, instance id) pushed now; the series put from here to the
+        next `tick`, `pushed_by` or `ended` are its own."""
+        live = self.producers.get(producer)
+        if live is not None:
+            live.pushed(self.now, self.staleness_seconds)
+        elif len(self.producers) < MAX_PRODUCERS:
+            live = self.producers[producer] = Liveness(self.now, self.staleness_seconds)
+        self._pushing = live
+
+    def ended(self, producer: tuple[str, str]) -> None:
+        """`producer` said its last word (a clean exit): its series still held go at the next
+        prune, without waiting for it to miss any interval, and it is not counted as expired."""
+        live = self.producers.pop(producer, None)
+        if live is not None:
+            live.gone = self._ended = True
+        self._pushing = None
+
+    def _expire_producers(self) -> bool:
+        """Forget the producers past their deadline; True when a producer went since the last
+        prune (its series go too)."""
+        dead = [key for key, live in self.producers.items() if live.expires < self.now]
+        for key in dead:
+            self.producers.pop(key).gone = True
+        self.producers_expired += len(dead)
+        went, self._ended = bool(dead) or self._ended, False
+        return went
 
     def family(self, name: str, type_: str, help_: str) -> MetricFamily | None:
         """The family to update, or None when `name` holds another type or too many metrics
@@ -186,6 +273,7 @@ class SeriesStore:
         elif not self._resize(series, lines):
             return None
         series.seen = self.now
+        series.producer = self._pushing
         return series
 
     def _fits(self, fam: MetricFamily, cost: int) -> bool:
@@ -323,8 +411,13 @@ class SeriesStore:
     def prune(self, drop_empty: bool = True) -> None:
         self._last_prune = self.now
         cutoff = self.now - self.staleness_seconds
+        went = self._expire_producers()
         for name, fam in list(self.families.items()):
-            stale = [labels for labels, s in fam.series.items() if s.seen < cutoff]
+            if went:
+                stale = [labels for labels, s in fam.series.items()
+                         if s.seen < cutoff or (s.producer is not None and s.producer.gone)]
+            else:
+                stale = [labels for labels, s in fam.series.items() if s.seen < cutoff]
             for labels in stale:
                 self.bytes -= fam.series.pop(labels).cost
             self.series_count -= len(stale)

@@ -171,9 +171,14 @@ def apply_metrics(
     for rm in request.resource_metrics:
         who = producer(rm.resource, bounds.max_label_name_length, bounds.max_resource_attributes)
         batch.out.attributes_dropped += who.dropped_attributes
+        ending = _ends_everything(rm)  # a producer's last word at a clean exit
+        if ending:
+            store.ended((who.service_name, who.instance_id))
+        else:
+            store.pushed_by((who.service_name, who.instance_id))
         info = store.family(TARGET_INFO, "gauge", "Target metadata")
-        if info is not None and _ends_everything(rm):
-            store.remove(info, who.target_labels)  # a producer's last word at a clean exit
+        if info is not None and ending:
+            store.remove(info, who.target_labels)
         elif info is not None:
             store.put_number(info, who.target_labels, 1, 0, False)
         for sm in rm.scope_metrics:

@@ -174,6 +174,8 @@ def test_hostile_keys_names_and_resources_stay_small(tmp_path: Path) -> None:
                            instance=f"p{i}")
             assert push(proc, body) == 200
             peak = max(peak, rss_bytes(proc.proc.pid))
+        # The first producer pushes again: silent for 3 of its (fast) intervals it is dead.
+        assert push(proc, request([gauge("keys", [pb.NumberDataPoint(as_double=1)])])) == 200
         status, during = timed_get(f"{proc.web_url}/metrics")
         text = metrics_text(proc)
         rss_after = rss_bytes(proc.proc.pid)

@@ -1,3 +1,5 @@
+import pytest
+
 from exporter.exposition import Family, render
 from exporter.otlp import exphist
 from exporter.otlp.store import SeriesStore
@@ -231,3 +233,140 @@ def test_the_byte_budget_refuses_new_series_and_growing_histograms() -> None:
     assert store.put_histogram(hist, (("i", "1"),), (), [], 0, None, 0, False)
     assert not store.put_histogram(hist, (("i", "1"),), les, [0] * 40, 0, None, 0, False)
     assert store.bytes <= 2000
+
+
+P = ("api", "a")  # (service name, instance id)
+Q = ("api", "b")
+
+
+def _push(store: SeriesStore, clock: Clock, at: float, producer: tuple[str, str],
+          *names: str) -> None:
+    """One push of `producer` at `at` (seconds after the start), updating the gauges `names`
+    and its target_info, as translate.apply_metrics does."""
+    clock.now = 1000.0 + at
+    store.tick()
+    store.pushed_by(producer)
+    labels = (("service_instance_id", producer[1]),)
+    for name in ("target_info", *names):
+        fam = store.family(name, "gauge", "")
+        assert fam is not None
+        store.put_number(fam, labels, 1, 0, False)
+
+
+def _held(store: SeriesStore, clock: Clock, at: float) -> set[tuple[str, str]]:
+    """(metric, instance) of every series `/metrics` shows at `at`."""
+    clock.now = 1000.0 + at
+    return {(f.name, dict(s.labels)["service_instance_id"])
+            for f in store.collect() for s in f.samples}
+
+
+def test_a_producer_that_dies_goes_after_three_of_its_intervals_not_the_staleness() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=300, clock=clock)
+    for at in (0, 9, 20, 30, 39.5, 50, 60):  # every 10 s, with a second of jitter
+        _push(store, clock, at, P, "g", "h")
+    for at in range(0, 120, 10):  # a neighbour that stays
+        _push(store, clock, at, Q, "g")
+    # The longest of its gaps (11 s), three times, plus a second of grace: 34 s after 60.
+    assert ("g", "a") in _held(store, clock, 93.9)
+    assert ("h", "a") in _held(store, clock, 93.9)
+    assert store.producers_expired == 0 and len(store.producers) == 2
+    held = _held(store, clock, 94.1)
+    assert held == {("target_info", "b"), ("g", "b")}
+    assert store.producers_expired == 1 and list(store.producers) == [Q]
+    assert store.series_count == 2
+
+
+def test_a_producer_pushing_every_minute_goes_after_about_three_minutes() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=600, clock=clock)
+    for n in range(5):
+        _push(store, clock, 60 * n, P, "g")
+    assert ("g", "a") in _held(store, clock, 240 + 180)
+    assert _held(store, clock, 240 + 181.5) == set()
+    assert store.producers_expired == 1
+
+
+def test_the_floor_the_staleness_bound_and_producers_seen_once() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=20, clock=clock)
+    for n in range(20):  # every half second: never sooner than 3 s after its last push
+        _push(store, clock, n / 2, P, "g")
+    last = 19 / 2
+    _push(store, clock, 0, Q, "g")  # seen once: the staleness period
+    clock.now = 1000.0
+    assert _held(store, clock, last + 2.9) == {("g", "a"), ("target_info", "a"),
+                                                ("g", "b"), ("target_info", "b")}
+    assert _held(store, clock, last + 3.1) == {("g", "b"), ("target_info", "b")}
+    assert ("g", "b") in _held(store, clock, 19.9)
+    assert _held(store, clock, 20.1) == set()
+    assert store.producers_expired == 2
+    slow = SeriesStore(staleness_seconds=20, clock=clock)
+    for n in range(4):  # every 60 s, past the staleness period: the staleness period rules
+        _push(slow, clock, 60 * n, P, "g")
+        assert _held(slow, clock, 60 * n + 19.9) == {("g", "a"), ("target_info", "a")}
+        assert _held(slow, clock, 60 * n + 20.1) == set()
+
+
+def test_a_slow_producer_with_jitter_never_flaps() -> None:
+    import random
+
+    rng = random.Random(9)
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=300, clock=clock)
+    at = 0.0
+    for _ in range(300):  # every 10 s, from 7 to 13 s apart; sometimes its export in parts
+        for part in range(rng.choice((1, 1, 1, 12))):
+            _push(store, clock, at + part * 0.01, P, "g")
+        gap = rng.uniform(7, 13)
+        for step in range(1, int(gap)):  # a scrape every second in between
+            assert _held(store, clock, at + step) == {("g", "a"), ("target_info", "a")}
+        at += gap
+    assert store.producers_expired == 0
+    assert store.producers[P].interval is not None and store.producers[P].interval < 13.01
+
+
+def test_a_series_missing_from_later_pushes_of_a_live_producer_ages_by_staleness() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=60, clock=clock)
+    _push(store, clock, 0, P, "g", "cell")  # a histogram cell seen once, say
+    for at in range(10, 100, 10):
+        _push(store, clock, at, P, "g")
+        if at < 60:
+            assert ("cell", "a") in _held(store, clock, at + 5)
+    assert _held(store, clock, 95) == {("g", "a"), ("target_info", "a")}
+    assert store.producers_expired == 0
+
+
+def test_a_producer_that_ends_cleanly_goes_at_once_and_is_not_counted_as_expired() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=300, clock=clock)
+    for at in range(0, 50, 10):
+        _push(store, clock, at, P, "g", "quiet")  # `quiet`: no point in its last export
+        _push(store, clock, at, Q, "g")
+    clock.now += 1
+    store.tick()
+    store.ended(P)
+    fam = store.family("g", "gauge", "")
+    info = store.family("target_info", "gauge", "")
+    assert fam is not None and info is not None
+    store.remove(fam, (("service_instance_id", "a"),))
+    store.remove(info, (("service_instance_id", "a"),))
+    assert _held(store, clock, 41.5) == {("g", "b"), ("target_info", "b")}
+    assert store.producers_expired == 0 and list(store.producers) == [Q]
+    _push(store, clock, 50, P, "g")  # the same identity again: a new producer
+    assert ("g", "a") in _held(store, clock, 51)
+
+
+def test_producers_past_the_cap_age_by_staleness_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exporter.otlp import store as store_module
+
+    monkeypatch.setattr(store_module, "MAX_PRODUCERS", 1)
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=30, clock=clock)
+    for at in range(0, 40, 2):
+        _push(store, clock, at, P, "g")
+        _push(store, clock, at, Q, "g")
+    assert list(store.producers) == [P]
+    assert _held(store, clock, 38 + 9) == {("g", "b"), ("target_info", "b")}
+    assert _held(store, clock, 38 + 30.1) == set()
