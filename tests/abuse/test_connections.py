@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.abuse import log_lines, rss_bytes, timed_get
+from tests.support.abuse import log_lines, metrics_text, rss_bytes, sample, timed_get
 from tests.support.redis_servers import TLSFiles, make_tls_files
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
@@ -50,21 +50,6 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     except OSError:
         return True
     return True
-
-
-def metrics_text(proc: SidecarProcess) -> str:
-    with urllib.request.urlopen(f"{proc.web_url}/metrics", timeout=10) as response:
-        return str(response.read().decode())
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def cpu_seconds(pid: int) -> float:

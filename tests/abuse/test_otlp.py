@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from tests.support.abuse import log_lines, rss_bytes, timed_get
+from tests.support.abuse import log_lines, metrics_text, rss_bytes, sample, timed_get
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
 MB = 1024 * 1024
@@ -83,21 +83,6 @@ def push(proc: SidecarProcess, body: bytes) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
-
-
-def metrics_text(proc: SidecarProcess) -> str:
-    with urllib.request.urlopen(f"{proc.web_url}/metrics", timeout=10) as response:
-        return str(response.read().decode())
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def usual_latency(url: str) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def rss_bytes(pid: int) -> int:
@@ -33,6 +34,23 @@ def timed_get(url: str, timeout: float = 10.0) -> tuple[int, float]:
     except urllib.error.HTTPError as error:
         status = error.code
     return status, time.monotonic() - started
+
+
+def metrics_text(proc: Any) -> str:
+    """One scrape of the sidecar process's /metrics."""
+    with urllib.request.urlopen(f"{proc.web_url}/metrics", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def log_lines(text: str, needle: str = "") -> int:
