@@ -67,6 +67,8 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
     _g("client_recent_max_input_buffer", "client_recent_max_input_buffer_bytes",
        "Biggest client input buffer in the recent past, in bytes."),
     _g("cluster_connections", "cluster_connections", "Connections on the cluster bus."),
+    _g("current_client_thread", "current_client_thread",
+       "Server thread serving the INFO client (KeyDB)."),
     # Memory
     _g("used_memory", "memory_used_bytes", "Bytes allocated by Redis's allocator."),
     _g("used_memory_rss", "memory_used_rss_bytes", "Resident set size of the Redis process."),
@@ -79,6 +81,8 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
     _g("used_memory_scripts", "memory_used_scripts_bytes", "Bytes used by cached scripts."),
     _g("number_of_cached_scripts", "number_of_cached_scripts", "Scripts in the script cache."),
     _g("maxmemory", "memory_max_bytes", "The maxmemory limit in bytes (0: no limit)."),
+    _g("maxmemory_reservation", "memory_max_reservation_bytes",
+       "Memory reserved up front for the dataset, in bytes (KeyDB)."),
     _g("total_system_memory", "total_system_memory_bytes",  # deviation: on by default
        "Memory of the host Redis runs on, in bytes."),
     _g("allocator_allocated", "allocator_allocated_bytes", "Bytes allocated by the allocator."),
@@ -187,6 +191,14 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
        "Read events processed by I/O threads."),
     _c("io_threaded_writes_processed", "io_threaded_writes_processed",  # compatibility name
        "Write events processed by I/O threads."),
+    _c("storage_provider_read_hits", "storage_provider_read_hits",  # compatibility name
+       "Reads served by the storage provider (KeyDB FLASH)."),
+    _c("storage_provider_read_misses", "storage_provider_read_misses",  # compatibility name
+       "Reads the storage provider could not serve (KeyDB FLASH)."),
+    _g("server_threads", "server_threads_total",  # compatibility name
+       "Worker threads of the server (KeyDB; a gauge despite its name)."),
+    _g("long_lock_waits", "long_lock_waits_total",  # compatibility name
+       "Waits for the global lock that took long (KeyDB; gauge as in redis_exporter)."),
     _g("sync_full", "replica_resyncs_full", "Full resynchronisations with replicas."),
     _g("sync_partial_ok", "replica_partial_resync_accepted",
        "Partial resynchronisation requests accepted."),
@@ -237,7 +249,8 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
 BY_FIELD: dict[str, FieldMetric] = {m.field: m for m in INFO_FIELDS}
 
 # Any other `cluster_*` field (e.g. cluster_stats_messages_ping_sent) is exported under its own
-# name as a gauge, as redis_exporter does; see `generic_cluster_field`.
+# name as a gauge, a dash in it written `_` (`..._auth-req_sent` -> `..._auth_req_sent`), as
+# redis_exporter does; see `generic_cluster_field`.
 GENERIC_CLUSTER_PREFIX = "cluster_"
 
 _generic: dict[str, FieldMetric] = {}
@@ -246,13 +259,14 @@ _generic: dict[str, FieldMetric] = {}
 def generic_cluster_field(field: str) -> FieldMetric | None:
     metric = _generic.get(field)
     if metric is None:
-        if not (field.isascii() and field.replace("_", "a").isalnum()) or len(_generic) > 256:
+        name = field.replace("-", "_")
+        if not (name.isascii() and name.replace("_", "a").isalnum()) or len(_generic) > 256:
             return None
         help = "CLUSTER INFO field " + field + "."
         if field.startswith("cluster_stats_messages_"):
             kind = field[len("cluster_stats_messages_"):]
             help = "Cluster bus messages (type_direction: " + kind + ")."
-        metric = _generic[field] = FieldMetric(field, "redis_" + field, GAUGE, help)
+        metric = _generic[field] = FieldMetric(field, "redis_" + name, GAUGE, help)
     return metric
 
 
@@ -260,7 +274,8 @@ _SPECS: tuple[FamilySpec, ...] = (
     # Server identity (instance_info.py)
     FamilySpec("redis_instance_info", GAUGE, "Information about the Redis instance.",
                ("role", "redis_version", "redis_build_id", "redis_mode", "os",
-                "maxmemory_policy", "tcp_port", "run_id", "process_id")),
+                "maxmemory_policy", "tcp_port", "run_id", "process_id",
+                "server_name", "server_version")),  # deviation: the last two added
     FamilySpec("redis_start_time_seconds", GAUGE,
                "Start time of the Redis instance since unix epoch in seconds."),
     # Keyspace (keyspace.py)

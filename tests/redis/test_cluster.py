@@ -31,8 +31,9 @@ def test_cluster_info() -> None:
 
 
 def test_failed_cluster_and_error_replies() -> None:
-    fams = by_name(cluster_families("cluster_state:fail\r\ncluster_weird-field:1\r\n"))
-    assert list(fams) == ["redis_cluster_state"]
+    fams = by_name(cluster_families("cluster_state:fail\r\ncluster_weird-field:1\r\n"
+                                    "cluster_bad field:1\r\ncluster_é:1\r\n"))
+    assert list(fams) == ["redis_cluster_state", "redis_cluster_weird_field"]
     assert fams["redis_cluster_state"].samples[0].value == 0
     assert cluster_families(Exception("ERR This instance has cluster support disabled")) == []
 

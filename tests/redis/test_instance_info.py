@@ -18,7 +18,8 @@ def test_reference_master() -> None:
         "role": "master", "redis_version": "7.0.15", "redis_build_id": "ae4d7c971a948f0",
         "redis_mode": "standalone", "os": "Linux 6.18.44-fc-v595 x86_64",
         "maxmemory_policy": "noeviction", "tcp_port": "6390",
-        "run_id": "555539e2279a2e24920020dfe33eeeeb0056cd49", "process_id": "3761"}
+        "run_id": "555539e2279a2e24920020dfe33eeeeb0056cd49", "process_id": "3761",
+        "server_name": "redis", "server_version": "7.0.15"}
     # server_time_usec 1795730206.258545 minus uptime_in_seconds 105, as redis_exporter's 1.45
     # reference (taken at another moment) also shows.
     assert fams["redis_start_time_seconds"].samples[0].value == 1795730101

@@ -36,7 +36,9 @@ def test_generic_cluster_fields() -> None:
     metric = generic_cluster_field("cluster_stats_messages_ping_sent")
     assert metric is not None
     assert (metric.name, metric.type) == ("redis_cluster_stats_messages_ping_sent", "gauge")
-    assert generic_cluster_field("cluster_bad-name") is None
+    dashed = generic_cluster_field("cluster_stats_messages_auth-req_sent")
+    assert dashed is not None and dashed.name == "redis_cluster_stats_messages_auth_req_sent"
+    assert generic_cluster_field("cluster_bad name") is None
     assert generic_cluster_field("cluster_label{x=\"y\"}") is None
 
 

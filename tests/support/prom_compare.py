@@ -22,6 +22,8 @@ TYPE_CORRECTIONS = {
 }
 # Label names we drop: free text (the error message) does not belong in a label.
 DROPPED_LABELS = {"redis_exporter_last_scrape_error": frozenset({"err"})}
+# Label names we add: which server (redis, valkey, keydb, dragonfly) and its own version.
+ADDED_LABELS = {"redis_instance_info": frozenset({"server_name", "server_version"})}
 # Families we deliberately do not emit (Prometheus's exporter guidelines; key groups unused).
 NOT_EMITTED = frozenset(
     {
@@ -60,6 +62,10 @@ COMPATIBILITY_NAMES = frozenset({
     "redis_total_writes_processed",
     "redis_unexpected_error_replies",
     "redis_migrate_cached_sockets_total",
+    "redis_storage_provider_read_hits",
+    "redis_storage_provider_read_misses",
+    "redis_server_threads_total",
+    "redis_long_lock_waits_total",
 })
 
 _SUFFIXES = {
@@ -157,7 +163,8 @@ def compare_to_reference(reference: str, ours: str, skip: Iterable[str] = ()) ->
         want_type = TYPE_CORRECTIONS.get(name, (ref.type, ref.type))[1]
         if got.type != want_type:
             problems.append(f"{name}: type {got.type}, expected {want_type}")
-        want_labels = ref.labels - DROPPED_LABELS.get(name, frozenset())
+        want_labels = (ref.labels - DROPPED_LABELS.get(name, frozenset())) | ADDED_LABELS.get(
+            name, frozenset())
         if got.labels != want_labels:
             problems.append(f"{name}: labels {sorted(got.labels)}, expected {sorted(want_labels)}")
     return problems
