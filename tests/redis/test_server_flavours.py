@@ -6,6 +6,7 @@ redis_exporter 1.45 exports from the same replies."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -150,3 +151,26 @@ def test_same_families_as_redis_exporter(info_file: str, cluster_file: str | Non
     # The replay server knows no CONFIG GET, SLOWLOG or LATENCY: neither exporter has them.
     problems = compare_to_reference(go_text, ours)
     assert not problems, "\n".join(problems)
+
+
+def start_time_sample(text: str) -> float:
+    lines = [line for line in text.splitlines() if line.startswith("redis_start_time_seconds ")]
+    assert len(lines) == 1, text
+    return float(lines[0].split()[1])
+
+
+def test_live_sidecar_start_time_steady_without_server_clock() -> None:
+    """The sidecar process scraping a replayed Dragonfly (uptime fixed at 100, no
+    server_time_usec) across a change of the wall-clock second: its own clock minus the uptime
+    would move by a second; the reported start time does not."""
+    with replay_server(fixture("dragonfly-1.25-info.txt")) as port, \
+            run_sidecar([f"--redis.addr=redis://127.0.0.1:{port}"]) as sidecar:
+        url = f"{sidecar.web_url}/metrics"
+        first_second = int(time.time())
+        first = start_time_sample(httpx.get(url, timeout=10).text)
+        deadline = time.monotonic() + 5
+        while int(time.time()) == first_second and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(time.time()) > first_second
+        second = start_time_sample(httpx.get(url, timeout=10).text)
+    assert second == first
