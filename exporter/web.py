@@ -129,7 +129,8 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
 
     async def healthz(request: Request) -> Response:
         targets = {address: {"up": s.up, "error": s.error, "last_scrape": s.last_scrape,
-                             "duration_seconds": round(s.duration, 6)}
+                             "duration_seconds": round(s.duration, 6),
+                             "degraded": list(s.degraded)}
                    for address, s in state.redis.status.items()}
         return JSONResponse({"status": "ok", "version": __version__, "targets": targets})
 

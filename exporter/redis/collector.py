@@ -23,7 +23,7 @@ from exporter.exposition import Family, Labels, Sample, counter, gauge, merge
 from exporter.limits import RedisLimits
 from exporter.redis.connection import ConnectionStats, RedisConnection
 from exporter.redis.errors import ScrapeError
-from exporter.redis.scrape import scrape_redis
+from exporter.redis.scrape import degradations, scrape_redis
 from exporter.redis.target import RedisTarget
 
 log = logging.getLogger("exporter.redis")
@@ -35,6 +35,7 @@ class TargetStatus:
     error: str = ""
     last_scrape: float = 0.0
     duration: float = 0.0
+    degraded: tuple[str, ...] = ()  # what the target refused and what is left out (/healthz)
 
 
 @dataclass(slots=True)
@@ -59,6 +60,7 @@ class RedisCollector:
         self.joined: dict[str, int] = {}
         self.delayed: dict[str, int] = {}
         self._next_start: dict[str, float] = {}
+        self._logged_degradations: dict[str, set[str]] = {}
         self._connections: dict[str, RedisConnection] = {}
         self._in_flight: dict[str, tuple[RedisTarget, asyncio.Task[RoundTrip]]] = {}
 
@@ -146,16 +148,29 @@ class RedisCollector:
             error = f"unexpected error ({type(exc).__name__})"
             families = []
         duration = time.perf_counter() - started
-        self._record(target.address, error, duration)
+        self._record(target.address, error, duration, self._degraded(target.address, conn))
         return RoundTrip(families, error, duration, conn.last_connect_seconds)
 
-    def _record(self, address: str, error: str, duration: float) -> None:
+    def _degraded(self, address: str, conn: RedisConnection) -> tuple[str, ...]:
+        """What the target refuses; each reason logged once per target (a reconnect finds the
+        same refusals again and logs nothing)."""
+        reasons = tuple(degradations(conn))
+        logged = self._logged_degradations.setdefault(address, set())
+        for reason in reasons:
+            if reason not in logged:
+                logged.add(reason)
+                log.warning("redis target refuses a command", extra={"target": address,
+                                                                      "reason": reason})
+        return reasons
+
+    def _record(self, address: str, error: str, duration: float,
+                degraded: tuple[str, ...] = ()) -> None:
         previous = self.status.get(address)
         if error and (previous is None or previous.error != error):
             log.warning("redis scrape failed", extra={"target": address, "err": error})
         elif not error and previous is not None and previous.error:
             log.info("redis scrape recovered", extra={"target": address})
-        self.status[address] = TargetStatus(not error, error, time.time(), duration)
+        self.status[address] = TargetStatus(not error, error, time.time(), duration, degraded)
 
     def counters(self) -> list[Family]:
         """The sidecar's own counters of its Redis connections, labelled by redacted address."""

@@ -145,6 +145,8 @@ class RedisConnection:
         self.target = target
         self.timeout = timeout
         self.last_connect_seconds = 0.0
+        # Counts the connections dialed: what a server refused is asked again on a new one.
+        self.generation = 0
         self.stats = stats or ConnectionStats()
         self._budget = ReplyBudget((limits or RedisLimits()).max_reply_bytes)
         self._conn: rconn.AbstractConnection | None = None
@@ -183,6 +185,7 @@ class RedisConnection:
         started = time.perf_counter()
         conn = build_connection(self.target, self.timeout, self._budget)
         self._conn = conn
+        self.generation += 1
         await conn.connect()
         self.last_connect_seconds = time.perf_counter() - started
         return conn

@@ -2,18 +2,28 @@
 
 The common case is one pipelined round trip: INFO ALL (which includes commandstats, errorstats,
 latencystats and keyspace), CONFIG GET, SLOWLOG LEN, SLOWLOG GET 1 and LATENCY LATEST. A cluster
-node adds CLUSTER INFO; a sentinel answers only INFO, then the per-master SENTINEL commands in a
-second round trip. The server's mode is remembered per connection, so from the second scrape on a
-cluster node needs one round trip and a sentinel is not sent the commands it would refuse (each
-refusal would count in its own error statistics). An error reply to any command but INFO only
-omits that command's families.
+node adds CLUSTER INFO; a sentinel (`redis_mode:sentinel`, or Valkey's `server_mode:sentinel`)
+answers only INFO, then the per-master SENTINEL commands in a second round trip. The server's
+mode is remembered per connection, so from the second scrape on a cluster node needs one round
+trip and a sentinel is not sent the commands it would refuse (each refusal would count in its own
+error statistics).
+
+Servers that refuse commands (old Redis, proxies, managed services that rename CONFIG, ACLs) are
+scraped for what they do answer, and a refused command is remembered per connection and not
+sent again until the connection is replaced (then it is tried once more):
+- `INFO ALL` refused: plain `INFO`, then `INFO commandstats` and `INFO latencystats` (each one
+  the server refuses is left out too). `INFO` itself refused fails the scrape.
+- `CONFIG GET` with several parameters refused (Redis before 7): one parameter at a time.
+- `CONFIG`, `SLOWLOG`, `LATENCY` or `CLUSTER INFO` refused: their families are absent.
+`degradations(conn)` names what is left out and why, for the log and /healthz.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from exporter.exposition import Family
@@ -45,7 +55,10 @@ class Commander(Protocol):
 Command = tuple[str, ...]
 
 INFO_ALL: Command = ("INFO", "ALL")
+INFO_PLAIN: Command = ("INFO",)
+INFO_SECTIONS: tuple[Command, ...] = (("INFO", "commandstats"), ("INFO", "latencystats"))
 CONFIG_GET: Command = ("CONFIG", "GET", *PARAMETERS)
+CONFIG_GET_ONE: tuple[Command, ...] = tuple(("CONFIG", "GET", p) for p in PARAMETERS)
 SLOWLOG_LEN: Command = ("SLOWLOG", "LEN")
 SLOWLOG_GET: Command = ("SLOWLOG", "GET", "1")
 LATENCY_LATEST: Command = ("LATENCY", "LATEST")
@@ -59,30 +72,130 @@ PLANS: dict[str, tuple[Command, ...]] = {
     SENTINEL: (INFO_ALL,),
 }
 
-_modes: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+# Error codes that say "not now" rather than "never": such a reply is not remembered.
+TRANSIENT = frozenset({"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
+
+# What a refusal leaves out, for the log and /healthz.
+CONSEQUENCES: dict[Command, str] = {
+    INFO_ALL: "INFO ALL refused: plain INFO and its sections scraped instead",
+    INFO_SECTIONS[0]: "INFO commandstats refused: command families not exported",
+    INFO_SECTIONS[1]: "INFO latencystats refused: latency percentile families not exported",
+    CONFIG_GET: "CONFIG GET with several parameters refused: one parameter at a time",
+    SLOWLOG_LEN: "SLOWLOG LEN refused: redis_slowlog_length not exported",
+    SLOWLOG_GET: "SLOWLOG GET refused: slowlog last id and duration not exported",
+    LATENCY_LATEST: "LATENCY refused: latency spike families not exported",
+    CLUSTER_INFO: "CLUSTER INFO refused: cluster families not exported",
+}
+SLOWLOG_REFUSED = "SLOWLOG refused: slowlog families not exported"
+CONFIG_REFUSED = "CONFIG refused: config families not exported"
+
+
+@dataclass(slots=True)
+class Degradation:
+    """What one connection's server has refused, and which connection that was (a replaced
+    connection tries everything again)."""
+
+    mode: str = STANDALONE
+    generation: int = -1
+    refused: dict[Command, str] = field(default_factory=dict)  # command -> error code
+
+    def sync(self, generation: int) -> None:
+        if generation != self.generation:
+            self.generation = generation
+            self.refused.clear()
+
+    def info_plan(self) -> tuple[Command, ...]:
+        if INFO_ALL not in self.refused:
+            return (INFO_ALL,)
+        return (INFO_PLAIN, *(c for c in INFO_SECTIONS if c not in self.refused))
+
+    def plan(self, mode: str) -> list[Command]:
+        out = list(self.info_plan())
+        for command in PLANS[mode][1:]:
+            if command == CONFIG_GET and command in self.refused:
+                out += [c for c in CONFIG_GET_ONE if c not in self.refused]
+            elif command not in self.refused:
+                out.append(command)
+        return out
+
+    def learn(self, replies: dict[Command, Any]) -> None:
+        """Remember the optional commands the server refused."""
+        for command, reply in replies.items():
+            if not isinstance(reply, Exception) or command in (INFO_ALL, INFO_PLAIN):
+                continue
+            code = error_code(reply)
+            if code in TRANSIENT:
+                continue
+            self.refused[command] = code
+            if command == CONFIG_GET and _whole_command_refused(reply):
+                for one in CONFIG_GET_ONE:  # no point asking for one parameter at a time
+                    self.refused[one] = code
+
+    def reasons(self) -> list[str]:
+        refused = self.refused
+        out = [CONSEQUENCES[INFO_ALL]] if INFO_ALL in refused else []
+        out += [CONSEQUENCES[c] for c in INFO_SECTIONS if c in refused]
+        if all(c in refused for c in (CONFIG_GET, *CONFIG_GET_ONE)):
+            out.append(CONFIG_REFUSED)
+        elif CONFIG_GET in refused:
+            out.append(CONSEQUENCES[CONFIG_GET])
+            out += [f"CONFIG GET {c[2]} refused: its config family not exported"
+                    for c in CONFIG_GET_ONE if c in refused]
+        if SLOWLOG_LEN in refused and SLOWLOG_GET in refused:
+            out.append(SLOWLOG_REFUSED)
+        else:
+            out += [CONSEQUENCES[c] for c in (SLOWLOG_LEN, SLOWLOG_GET) if c in refused]
+        out += [CONSEQUENCES[c] for c in (LATENCY_LATEST, CLUSTER_INFO) if c in refused]
+        return out
+
+
+_states: weakref.WeakKeyDictionary[Any, Degradation] = weakref.WeakKeyDictionary()
 
 
 def mode_of(info: Info) -> str:
-    if info.get("server", {}).get("redis_mode") == SENTINEL:
+    server = info.get("server", {})
+    if SENTINEL in (server.get("redis_mode"), server.get("server_mode")):
         return SENTINEL
     if info.get("cluster", {}).get("cluster_enabled") == "1":
         return CLUSTER
     return STANDALONE
 
 
+def degradations(conn: Commander) -> list[str]:
+    """What the server behind `conn` refused and what is therefore left out (empty for a
+    sentinel: it is never sent those commands once known)."""
+    state = _peek(conn)
+    if state is None or state.mode == SENTINEL:
+        return []
+    return state.reasons()
+
+
 async def scrape_redis(conn: Commander) -> list[Family]:
     """Raises ScrapeError when INFO itself fails (e.g. an ACL user without +info); connection
     failures propagate from `conn` as they are."""
-    first = PLANS[_remembered(conn)]
+    state = _state(conn)
+    state.sync(_generation(conn))
+    first = state.plan(state.mode)
     replies: dict[Command, Any] = dict(zip(first, await conn.execute(first), strict=True))
-    info = _info(replies[INFO_ALL])
-    mode = mode_of(info)
-    _remember(conn, mode)
+    state.sync(_generation(conn))  # replaced during the round trip: the refused are tried again
+    info_sent = [command for command in first if command[0] == "INFO"]
+    if _info_all_refused(replies.get(INFO_ALL)):
+        state.refused[INFO_ALL] = error_code(replies[INFO_ALL])
+        info_sent = list(state.info_plan())
+        replies.update(zip(info_sent, await conn.execute(info_sent), strict=True))
+    info = _info(replies, info_sent)
+    mode = state.mode = mode_of(info)
+    if mode != SENTINEL:
+        state.learn(replies)
     masters = watched_masters(info) if mode == SENTINEL else []
-    missing = [command for command in PLANS[mode] if command not in replies]
+    missing = [command for command in state.plan(mode)
+               if command not in replies and command[0] != "INFO"]
     extra = sentinel_commands(masters)
     second = await conn.execute([*missing, *extra]) if missing or extra else []
-    replies.update(zip(missing, second, strict=False))
+    more = dict(zip(missing, second, strict=False))
+    if mode != SENTINEL:
+        state.learn(more)
+    replies.update(more)
     families = translate(info, mode, replies)
     if masters:
         families += sentinel_detail_families(masters, second[len(missing):])
@@ -99,7 +212,7 @@ def translate(info: Info, mode: str, replies: dict[Command, Any]) -> list[Family
     if mode == SENTINEL:
         families += sentinel_info_families(info)
         return families
-    families += config_families(replies.get(CONFIG_GET))
+    families += config_families(_config_reply(replies))
     families += slowlog_families(replies.get(SLOWLOG_LEN), replies.get(SLOWLOG_GET))
     families += latency_families(replies.get(LATENCY_LATEST))
     if mode == CLUSTER:
@@ -107,21 +220,60 @@ def translate(info: Info, mode: str, replies: dict[Command, Any]) -> list[Family
     return families
 
 
-def _info(reply: Any) -> Info:
-    if isinstance(reply, Exception):
-        raise ScrapeError(f"INFO refused by the server ({error_code(reply) or 'error'})")
-    if not isinstance(reply, str):
-        raise ScrapeError("INFO returned no text")
-    return parse_info(reply)
+def _config_reply(replies: dict[Command, Any]) -> Any:
+    """The multi-parameter reply, or the one-parameter replies joined into one."""
+    whole = replies.get(CONFIG_GET)
+    if whole is not None and not isinstance(whole, Exception):
+        return whole
+    joined: list[Any] = []
+    for command in CONFIG_GET_ONE:
+        reply = replies.get(command)
+        if isinstance(reply, list):
+            joined += reply
+    return joined or whole
 
 
-def _remembered(conn: Commander) -> str:
+def _info_all_refused(reply: Any) -> bool:
+    """INFO ALL refused for a reason plain INFO may not share (a permission refusal is shared)."""
+    return isinstance(reply, Exception) and error_code(reply) not in TRANSIENT | {"NOPERM"}
+
+
+def _whole_command_refused(reply: Exception) -> bool:
+    """Renamed away (`unknown command`) or forbidden, rather than refused for its arguments."""
+    return error_code(reply) == "NOPERM" or "unknown command" in str(reply).lower()
+
+
+def _info(replies: dict[Command, Any], commands: Iterable[Command]) -> Info:
+    texts: list[str] = []
+    for command in commands:
+        reply = replies.get(command)
+        if command in (INFO_ALL, INFO_PLAIN):
+            if isinstance(reply, Exception):
+                raise ScrapeError(f"INFO refused by the server ({error_code(reply) or 'error'})")
+            if not isinstance(reply, str):
+                raise ScrapeError("INFO returned no text")
+        if isinstance(reply, str):
+            texts.append(reply)
+    return parse_info("\r\n".join(texts))
+
+
+def _generation(conn: Commander) -> int:
+    """Which connection `conn` is on (see RedisConnection.generation); 0 for stand-ins."""
+    generation = getattr(conn, "generation", 0)
+    return generation if isinstance(generation, int) else 0
+
+
+def _peek(conn: Commander) -> Degradation | None:
     try:
-        return _modes.get(conn, STANDALONE)
-    except TypeError:  # not weak-referenceable: plan every scrape as for a standalone server
-        return STANDALONE
+        return _states.get(conn)
+    except TypeError:
+        return None
 
 
-def _remember(conn: Commander, mode: str) -> None:
-    with contextlib.suppress(TypeError):
-        _modes[conn] = mode
+def _state(conn: Commander) -> Degradation:
+    state = _peek(conn)
+    if state is None:
+        state = Degradation()
+        with contextlib.suppress(TypeError):  # not weak-referenceable: start afresh each scrape
+            _states[conn] = state
+    return state
