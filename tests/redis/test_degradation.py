@@ -392,3 +392,43 @@ def test_valkey_sentinel_is_a_sentinel() -> None:
     assert fams["redis_sentinel_master_ckquorum_status"].samples[0].value == 1
     for absent in (*CONFIG_FAMILIES, *SLOWLOG_FAMILIES):
         assert absent not in fams
+
+
+CLUSTER_NODE = info_text(
+    ("Server", {"redis_version": "7.0.15", "redis_mode": "cluster", "tcp_port": 6379,
+                "run_id": "ab" * 20, "uptime_in_seconds": 100}),
+    ("Memory", {"used_memory": 2048}),
+    ("Cluster", {"cluster_enabled": 1}),
+)
+
+
+def cluster_without_cluster_info(command: tuple[str, ...]) -> Any:
+    match command:
+        case ("INFO", *_):
+            return CLUSTER_NODE
+        case ("CONFIG", "GET", *_):
+            return ["maxmemory", "0", "maxclients", "10000", "io-threads", "1"]
+        case ("SLOWLOG", "LEN"):
+            return 0
+        case ("SLOWLOG", "GET", _):
+            return []
+        case ("LATENCY", "LATEST"):
+            return []
+        case _:
+            return Error("NOPERM this user has no permissions to run the 'cluster|info' command")
+
+
+def test_cluster_info_refused() -> None:
+    async def body(fake: FakeRedis, conn: RedisConnection) -> tuple[dict[str, Any], list[str]]:
+        fams = {}
+        for _ in range(10):
+            fams = by_name(await scrape_redis(conn))
+        assert fake.sent("CLUSTER", "INFO") == 1
+        assert fake.sent("INFO", "ALL") == 10
+        return fams, degradations(conn)
+
+    fams, reasons = run_against(cluster_without_cluster_info, body)
+    assert reasons == ["CLUSTER INFO refused: cluster families not exported"]
+    assert "redis_cluster_state" not in fams
+    assert fams["redis_memory_used_bytes"].samples[0].value == 2048
+    assert fams["redis_config_maxclients"].samples[0].value == 10000
