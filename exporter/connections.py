@@ -310,6 +310,10 @@ class _Gate:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate_init()
+
     def _gate_init(self) -> None:
         self._client = ""
         self._admitted = False
@@ -457,10 +461,6 @@ class GatedH11Protocol(_Gate, H11Protocol):  # type: ignore[misc]
     """h11: the headers are complete when h11 has produced the request (their state leaves
     IDLE); h11's own incomplete-event limit is set above ours, as a backstop."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._gate_init()
-
     def data_received(self, data: bytes) -> None:
         if self._held_back(data) or not self._count_header_bytes(data):
             return
@@ -482,10 +482,6 @@ class GatedH11Protocol(_Gate, H11Protocol):  # type: ignore[misc]
 
 class GatedHttpToolsProtocol(_Gate, HttpToolsProtocol):  # type: ignore[misc]
     """httptools: the parser's callbacks say when a message begins and its headers end."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._gate_init()
 
     def data_received(self, data: bytes) -> None:
         if self._held_back(data) or not self._count_header_bytes(data):

@@ -11,6 +11,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.e2e_app import fetch
+
 
 def rss_bytes(pid: int) -> int:
     """Resident set size of process `pid`, from /proc."""
@@ -38,8 +40,7 @@ def timed_get(url: str, timeout: float = 10.0) -> tuple[int, float]:
 
 def metrics_text(proc: Any) -> str:
     """One scrape of the sidecar process's /metrics."""
-    with urllib.request.urlopen(f"{proc.web_url}/metrics", timeout=10) as response:
-        return str(response.read().decode())
+    return fetch(f"{proc.web_url}/metrics")
 
 
 def sample(text: str, name: str, **labels: str) -> float:
