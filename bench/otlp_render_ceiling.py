@@ -12,7 +12,7 @@ import sys
 import time
 
 from exporter.exposition import render
-from exporter.otlp.state import OtlpLimits
+from exporter.limits import OtlpLimits
 from exporter.otlp.store import SeriesStore
 
 BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)

@@ -11,8 +11,13 @@ from typing import Any, TypeVar
 
 import yaml
 
-from exporter.limits import AuthLimits, RedisLimits, ServerLimits
-from exporter.otlp.state import OtlpLimits, SlowQueryLimits
+from exporter.limits import (
+    AuthLimits,
+    OtlpLimits,
+    RedisLimits,
+    ServerLimits,
+    SlowQueryLimits,
+)
 from exporter.redis.target import (
     RedisTarget,
     TargetError,

@@ -201,3 +201,12 @@ def test_flags_keep_taking_bare_seconds_but_say_where_a_bad_value_came_from() ->
         load_config([], {"EXPORTER_SCRAPE_TIMEOUT": "soon"})
     with pytest.raises(ConfigError, match="^--scrape.timeout: invalid"):
         load_config(["--scrape.timeout=soon"], {})
+
+
+def test_reading_the_config_loads_no_protobuf_and_no_server() -> None:
+    """`exporter.config` is what a bad flag is reported from: it must stay cheap to import."""
+    probe = ("import sys, exporter.config; print(sorted({m.split('.')[0] for m in sys.modules"
+             " if m.startswith(('google.protobuf', 'opentelemetry', 'starlette', 'uvicorn'))}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    assert out == "[]", out

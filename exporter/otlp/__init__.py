@@ -2,6 +2,6 @@
 slow database spans feed the slow-query store."""
 
 from exporter.otlp.receiver import otlp_app
-from exporter.otlp.state import OtlpLimits, OtlpState, SlowQueryLimits
+from exporter.otlp.state import OtlpState
 
-__all__ = ["OtlpLimits", "OtlpState", "SlowQueryLimits", "otlp_app"]
+__all__ = ["OtlpState", "otlp_app"]

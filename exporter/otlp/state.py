@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -21,38 +20,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from exporter.exposition import Family
 from exporter.fingerprint import fingerprint as sql_fingerprint
+from exporter.limits import OtlpLimits, SlowQueryLimits
 from exporter.otlp.decode import Format, parse_metrics, parse_traces
 from exporter.otlp.selfmetrics import SelfMetrics
 from exporter.otlp.spans import Fingerprinter, SlowSpanRecorder
 from exporter.otlp.store import SeriesStore
 from exporter.otlp.translate import Bounds, MetricsOutcome, apply_metrics
 from exporter.slowqueries import SlowQueryStore
-
-
-@dataclass(frozen=True, slots=True)
-class OtlpLimits:
-    max_body_bytes: int = 8 * 1024 * 1024
-    max_series_per_metric: int = 2000
-    max_series_total: int = 50_000
-    max_metrics: int = 2000
-    staleness_seconds: float = 300.0
-    max_inflight_requests: int = 16
-    body_timeout_seconds: float = 30.0
-    max_label_name_length: int = 128
-    max_resource_attributes: int = 64
-    max_exposition_bytes: int = 8 * 1024 * 1024
-    max_future_skew_seconds: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SlowQueryLimits:
-    threshold_seconds: float = 0.5
-    max_fingerprints: int = 1000
-    max_fingerprint_length: int = 2048
-    max_collections: int = 200
-    max_operations: int = 32
-    max_statement_length: int = 65536
-    max_services: int = 32
 
 
 class OtlpState:

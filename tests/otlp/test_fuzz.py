@@ -36,7 +36,8 @@ from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.exposition import render
-from exporter.otlp import OtlpLimits, OtlpState, SlowQueryLimits, otlp_app
+from exporter.limits import OtlpLimits, SlowQueryLimits
+from exporter.otlp import OtlpState, otlp_app
 
 from .sdk import metrics_request
 

@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.metrics import Meter
 
 from exporter.exposition import render
-from exporter.otlp import OtlpLimits, OtlpState, otlp_app
+from exporter.limits import OtlpLimits
+from exporter.otlp import OtlpState, otlp_app
 
 from .sdk import metrics_request
 

@@ -17,7 +17,8 @@ import pytest
 import uvicorn
 
 from exporter.exposition import Family, render
-from exporter.otlp import OtlpLimits, OtlpState, otlp_app
+from exporter.limits import OtlpLimits
+from exporter.otlp import OtlpState, otlp_app
 
 PRODUCER = Path(__file__).with_name("producer.py")
 SECRETS = ("alice@example.com", "hunter2-Secret!", "4111111111111111", "5500000000000004")
