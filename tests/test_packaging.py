@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,9 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_holds_every_module_and_the_console_script(tmp_path: Path) -> None:
+    # setuptools writes build/ and *.egg-info beside the sources: build from a copy
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".*_cache", "__pycache__", "build", "*.egg-info", ".demo", ".hypothesis"))
+    wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(tmp_path), str(ROOT)], check=True, timeout=300)
-    (wheel,) = tmp_path.glob("tradesense_exporter-*.whl")
+                    "--wheel-dir", str(wheels), str(source)], check=True, timeout=300)
+    (wheel,) = wheels.glob("tradesense_exporter-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "exporter").rglob("*.py")}
     assert modules <= names, sorted(modules - names)
