@@ -79,20 +79,20 @@ class RedisPool:
         if is_async_pool(self.pool):
             async def connect() -> None:
                 if not state.active or _is_connected(connection):
-                    return await original()
+                    await original()
+                    return
                 started = perf_counter()
-                result = await original()
+                await original()
                 state.create.observe(perf_counter() - started)
-                return result
             connection.connect = self._made[connection] = connect
         else:
             def connect_sync() -> None:
                 if not state.active or _is_connected(connection):
-                    return original()
+                    original()
+                    return
                 started = perf_counter()
-                result = original()
+                original()
                 state.create.observe(perf_counter() - started)
-                return result
             connection.connect = self._made[connection] = connect_sync
 
 

@@ -20,7 +20,7 @@ import functools
 import json
 import re
 import zlib
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -154,7 +154,7 @@ def _parse_protobuf(body: bytes, cls: type[_M]) -> _M:
 def _parse_json(body: bytes, msg: _M) -> _M:
     doc = _load_json(body)
     try:
-        _check_message(doc, msg.DESCRIPTOR)
+        _check_message(doc, cast(Descriptor, msg.DESCRIPTOR))
     except RecursionError as exc:
         raise MalformedBody("body is not a valid OTLP/JSON message") from exc
     return _parse_dict(doc, msg)
