@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from exporter.exposition import format_value
 from exporter.memo import Memo
 
 _UNITS = {
@@ -172,25 +174,13 @@ def value_text(value: AnyValue) -> str:
 
 
 def _double_text(number: float) -> str:
-    if number != number:
-        return "NaN"
-    if number in (float("inf"), float("-inf")):
-        return "+Inf" if number > 0 else "-Inf"
-    return repr(number)
+    return repr(number) if math.isfinite(number) else format_value(number)
 
 
 def bound_text(bound: float) -> str:
     """`le` and `quantile` label values, as Go's client and the collector print them:
     `1`, `0.005`, `+Inf`."""
-    if bound != bound:
-        return "NaN"
-    if bound == float("inf"):
-        return "+Inf"
-    if bound == float("-inf"):
-        return "-Inf"
-    if bound == int(bound) and abs(bound) < 1e15:
-        return str(int(bound))
-    return repr(bound)
+    return format_value(float(bound))
 
 
 MAX_LABEL_VALUE_LENGTH = 1024
