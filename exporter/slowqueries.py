@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from exporter.bounded import BoundedNames
 from exporter.exposition import Family, counter, gauge
 
 OTHER = "_other"
@@ -69,22 +70,6 @@ class SlowQuery:
         }
 
 
-class _BoundedValues:
-    """Label values admitted as they come, up to `limit` distinct ones; the rest are `_other`."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.seen: set[str] = set()
-
-    def admit(self, value: str) -> str:
-        if value in self.seen:
-            return value
-        if len(self.seen) >= self.limit or len(value) > MAX_LABEL_VALUE_LENGTH:
-            return OTHER
-        self.seen.add(value)
-        return value
-
-
 class SlowQueryStore:
     def __init__(
         self,
@@ -100,9 +85,9 @@ class SlowQueryStore:
         self.wall_clock = wall_clock
         self._entries: dict[tuple[str, str], SlowQuery] = {}
         self._counts: dict[tuple[str, str, str], int] = {}
-        self._services = _BoundedValues(max_services)
-        self._operations = _BoundedValues(max_operations)
-        self._collections = _BoundedValues(max_collections)
+        self._services = BoundedNames(max_services, OTHER, MAX_LABEL_VALUE_LENGTH)
+        self._operations = BoundedNames(max_operations, OTHER, MAX_LABEL_VALUE_LENGTH)
+        self._collections = BoundedNames(max_collections, OTHER, MAX_LABEL_VALUE_LENGTH)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

@@ -1,4 +1,4 @@
-"""`db.operation.name` and `db.collection.name` of a statement, and bounds on their values.
+"""`db.operation.name` and `db.collection.name` of a statement.
 
 Both come from the statement's fingerprint tokens (so never from inside a literal or comment):
 the operation is the first keyword, or for `WITH ...` the statement the CTEs introduce; the
@@ -8,7 +8,6 @@ parenthesis depth, skipping CTE names and table functions.
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 from exporter.fingerprint import KEYWORDS, normalized_tokens
@@ -94,21 +93,3 @@ def _cte_names(tokens: list[str]) -> frozenset[str]:
         if depth == 0 and _is_identifier(token) and following in ("AS", "("):
             names.add(token.strip('"`'))
     return frozenset(names)
-
-
-class BoundedNames:
-    """Admits up to `limit` distinct values; later newcomers become `overflow`."""
-
-    def __init__(self, limit: int, overflow: str) -> None:
-        self._limit, self._overflow = limit, overflow
-        self._admitted: set[str] = set()
-        self._lock = threading.Lock()
-
-    def admit(self, value: str) -> str:
-        if value in self._admitted:
-            return value
-        with self._lock:
-            if len(self._admitted) < self._limit:
-                self._admitted.add(value)
-                return value
-        return self._overflow

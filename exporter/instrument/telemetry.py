@@ -8,9 +8,9 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from exporter.bounded import BoundedNames
 from exporter.instrument import semconv
 from exporter.instrument.cache import CacheInstruments
-from exporter.instrument.collection import BoundedNames
 from exporter.instrument.histograms import HistogramSink, LocalHistogram, SdkHistogram
 from exporter.instrument.http_server import HttpInstruments
 from exporter.instrument.pool_metrics import PoolInstruments

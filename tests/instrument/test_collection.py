@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.instrument.collection import BoundedNames, describe
+from exporter.instrument.collection import describe
 
 
 @pytest.mark.parametrize(
@@ -31,10 +31,3 @@ from exporter.instrument.collection import BoundedNames, describe
 )
 def test_operation_and_collection(sql: str, operation: str | None, collection: str | None) -> None:
     assert describe(sql) == (operation, collection)
-
-
-def test_bounded_names_fold_newcomers_past_the_limit() -> None:
-    names = BoundedNames(2, "_other")
-    assert [names.admit(n) for n in ("a", "b", "c", "a", "d", "b")] == [
-        "a", "b", "_other", "a", "_other", "b",
-    ]
