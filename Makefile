@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit system-deps venv bench clean runbook-base
+.PHONY: test demo lint typecheck unit unit-fast system-deps venv bench clean runbook-base
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ typecheck: lint
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# The inner loop: the unit tests only (tests/conftest.py says what an e2e test is).
+unit-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -x -m "not e2e"
 
 test: system-deps $(STAMP) lint unit
 

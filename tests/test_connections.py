@@ -31,6 +31,8 @@ from exporter.limits import ServerLimits
 from tests.support.net import free_port
 from tests.support.redis_servers import TLSFiles, make_tls_files
 
+pytestmark = pytest.mark.e2e
+
 LIMITS = ServerLimits(max_connections=6, max_connections_per_client=4,
                       header_timeout_seconds=0.4, max_header_bytes=4096,
                       tls_handshake_timeout_seconds=0.4)

@@ -8,8 +8,11 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.prometheus import run_prometheus
+
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "scripts" / "demo.sh"

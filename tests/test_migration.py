@@ -180,6 +180,7 @@ def test_debug_wins_over_log_level_as_in_redis_exporter() -> None:
     assert _load(["-log-level=error"]).log_level == "error"
 
 
+@pytest.mark.e2e
 def test_the_sidecar_listens_where_redis_exporters_variable_says(tmp_path: Path) -> None:
     web, otlp = free_port(), free_port()
     env = {**os.environ, "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"127.0.0.1:{web}"}

@@ -24,6 +24,8 @@ from tests.support.redis_servers import TLSFiles as Certs
 from tests.support.redis_servers import make_tls_files as make_certs
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
+pytestmark = pytest.mark.e2e
+
 TOKEN = "t0ken-for-the-otlp-listener-4f9a"
 
 PUSH = """

@@ -9,9 +9,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.e2e
 def test_wheel_holds_every_module_and_the_console_script(tmp_path: Path) -> None:
     # setuptools writes build/ and *.egg-info beside the sources: build from a copy
     source = tmp_path / "source"

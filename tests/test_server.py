@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.sidecar import run_sidecar
 
+pytestmark = pytest.mark.e2e
+
 
 def test_sigterm_stops_within_five_seconds_even_mid_scrape() -> None:
     # A listener that accepts and never answers: the scrape in flight is hung when SIGTERM lands.

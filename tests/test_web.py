@@ -15,6 +15,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from tests.support.net import free_port
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
+pytestmark = pytest.mark.e2e
+
 SHARED = "redis://127.0.0.1:6379"
 
 

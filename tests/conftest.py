@@ -1,0 +1,25 @@
+"""Unit tests run first, then the end-to-end ones (`-m e2e`: they start processes of their own,
+such as a sidecar, Prometheus, promtool, gunicorn, redis-server or the Go exporter, or wait on
+real time). `make unit-fast` runs only the unit tests, against the shared Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_E2E_DIRECTORIES = ("e2e", "abuse")
+_TESTS = Path(__file__).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "e2e: starts processes of its own or waits on real time")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = item.path.relative_to(_TESTS) if item.path.is_relative_to(_TESTS) else None
+        if relative is not None and relative.parts[0] in _E2E_DIRECTORIES:
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
