@@ -17,6 +17,8 @@ from exporter.otlp.state import OtlpState
 from exporter.redis.collector import RedisCollector
 from exporter.selfmetrics import SelfCollector
 from exporter.slowqueries import slow_queries_route
+from exporter.status.routes import status_routes
+from exporter.status.state import StatusState
 from exporter.web import WebState, build_web_app
 from exporter.webconfig import HeadersMiddleware, WebConfig, WebConfigError, load_web_config
 
@@ -52,10 +54,12 @@ def build_sidecar(config: Config, web_config: WebConfig | None = None) -> Sideca
         return auth_families(auths.items()) if auths else []
 
     connections = ConnectionStats()
+    status = StatusState(config, redis, otlp, connections)
     state = WebState(config, redis, [otlp.collect, SelfCollector().collect, collect_auth,
-                                     connections.collect, redis.counters])
-    web = _secured(build_web_app(state, [slow_queries_route(otlp.slow_queries)]), web_config,
-                   auths.get("web"))
+                                     connections.collect, redis.counters, status.sample_apps],
+                     on_redis=status.observe_redis)
+    routes = [slow_queries_route(otlp.slow_queries), *status_routes(status)]
+    web = _secured(build_web_app(state, routes), web_config, auths.get("web"))
     otlp_asgi = _secured(otlp_app(otlp), otlp_config, auths.get("otlp"), _count_in_receiver(otlp))
     _warn_if_open(config.otlp_listen_address, otlp_config, "otlp" in auths)
     return Sidecar(web, otlp_asgi, redis, otlp, otlp_config, auths, connections)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import html
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from exporter import __version__
 from exporter.config import Config
 from exporter.exposition import (
     OPENMETRICS_CONTENT_TYPE,
@@ -25,9 +23,12 @@ from exporter.exposition import (
     wants_openmetrics,
 )
 from exporter.redis.collector import RedisCollector
-from exporter.redis.target import TargetError, normalize_address
+from exporter.redis.target import RedisTarget, TargetError, normalize_address
 
 Collect = Callable[[], list[Family]]
+# Sees the Redis families of each collection as they pass (the status page's recorder):
+# (families, the targets collected, whether samples carry a `target` label).
+RedisObserver = Callable[[list[Family], Sequence[RedisTarget], bool], None]
 log = logging.getLogger("exporter.web")
 SCRAPE_HEADROOM = 0.25
 RENDERS_AT_ONCE = 2
@@ -39,6 +40,15 @@ class WebState:
     redis: RedisCollector
     collectors: Sequence[Collect] = field(default_factory=list)
     scrape_request_errors: int = 0
+    on_redis: RedisObserver | None = None
+
+    def observe(self, families: list[Family], targets: Sequence[RedisTarget],
+                labelled: bool) -> None:
+        if self.on_redis is not None:
+            try:
+                self.on_redis(families, targets, labelled)
+            except Exception:  # the page's recorder must never cost a scrape
+                log.exception("redis observer failed")
 
     def collect(self) -> list[Family]:
         return [counter("redis_target_scrape_request_errors_total",
@@ -103,6 +113,7 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
     async def metrics(request: Request) -> Response:
         timeout = _timeout(request, config.scrape_timeout)
         families = await state.redis.collect(config.targets, timeout, label_targets=several)
+        state.observe(families, config.targets, several)
         families.extend(state.collect())
         return await _exposition(request, families, renders, state.collectors)
 
@@ -125,45 +136,13 @@ def build_web_app(state: WebState, extra_routes: Sequence[BaseRoute] = ()) -> St
         if target is None:
             return refuse(f"target {address} is not allowed by the config file", 403)
         families = await state.redis.collect([target], _timeout(request, config.scrape_timeout))
+        state.observe(families, [target], False)
         return await _exposition(request, families, renders)
 
-    async def healthz(request: Request) -> Response:
-        targets = {address: {"up": s.up, "error": s.error, "last_scrape": s.last_scrape,
-                             "duration_seconds": round(s.duration, 6),
-                             "degraded": list(s.degraded)}
-                   for address, s in state.redis.status.items()}
-        return JSONResponse({"status": "ok", "version": __version__, "targets": targets})
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(_index_html(config))
-
     routes: list[BaseRoute] = [
-        Route("/", index),
         Route("/metrics", metrics),
         Route("/scrape", scrape),
-        Route("/healthz", healthz),
         *extra_routes,
     ]
     return Starlette(routes=routes)
 
-
-def _index_html(config: Config) -> str:
-    targets = "".join(f"<li><code>{html.escape(t.address)}</code></li>" for t in config.targets)
-    allowed = "".join(
-        f'<li><a href="/scrape?target={html.escape(a)}"><code>{html.escape(a)}</code></a></li>'
-        for a in config.scrape_targets)
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>tradesense-exporter</title></head>
-<body><h1>tradesense-exporter {html.escape(__version__)}</h1>
-<ul>
-<li><a href="/metrics">/metrics</a>: Redis, application pool and query metrics</li>
-<li><a href="/api/slow-queries">/api/slow-queries</a>: the slowest statement fingerprints,
-per service (<code>?service=</code> filters)</li>
-<li><a href="/healthz">/healthz</a>: liveness and the last scrape of each target</li>
-</ul>
-<h2>Redis targets on /metrics</h2><ul>{targets or "<li>none</li>"}</ul>
-<h2>Targets allowed on /scrape</h2><ul>{allowed or "<li>none</li>"}</ul>
-<p>OTLP/HTTP receiver on <code>{html.escape(config.otlp_listen_address)}</code>
-(<code>POST /v1/metrics</code>, <code>POST /v1/traces</code>).</p>
-</body></html>
-"""

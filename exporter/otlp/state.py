@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -110,6 +110,22 @@ class OtlpState:
         spans = self.apply_traces(parse_traces(body, fmt))
         assert spans is not None
         return spans
+
+    def status_view(
+        self, names: Collection[str]
+    ) -> tuple[list[Family], list[tuple[str, str, float, float | None]]]:
+        """For the status page (read only): the families named, and each producer followed
+        and not yet past its deadline as (service, instance, last push as Unix time, learned
+        export interval)."""
+        with self._lock:
+            families = self.store.collect_named(names)
+            now, wall = self.store.clock(), self.wall_clock()
+            producers = [
+                (service, instance, wall - (now - live.last), live.interval)
+                for (service, instance), live in self.store.producers.items()
+                if live.expires >= now
+            ]
+        return families, producers
 
     def collect(self) -> list[Family]:
         with self._lock:
