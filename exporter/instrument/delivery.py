@@ -23,6 +23,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from exporter.instrument.private import exporter_preferences, otlp_request_sender
+
 log = logging.getLogger("exporter.instrument")
 
 EXPORT_TIMEOUT_SECONDS = 1.0
@@ -108,10 +110,7 @@ class QuietMetricExporter(MetricExporter):
     staleness window (a worker that exits is gone from /metrics within a second)."""
 
     def __init__(self, inner: MetricExporter, link: SidecarLink) -> None:
-        super().__init__(
-            preferred_temporality=getattr(inner, "_preferred_temporality", None),
-            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
-        )
+        super().__init__(**exporter_preferences(inner))
         self._inner, self._link = inner, link
         self._last: MetricsData | None = None
 
@@ -139,10 +138,9 @@ class QuietMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
     def _send_end(self, data: MetricsData) -> None:
-        # The SDK's data points have no flags; the encoded request has. `_export_batch` is the
-        # OTLP/HTTP exporter's own send of an encoded request (SDK 1.45, checked by
-        # tests/instrument/test_delivery.py); without it the series end by staleness instead.
-        send = getattr(self._inner, "_export_batch", None)
+        # The SDK's data points have no flags; the encoded request has. Without the exporter's
+        # own send of an encoded request the series end by staleness instead.
+        send = otlp_request_sender(self._inner)
         if send is None:
             return
         from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics

@@ -17,6 +17,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from exporter.instrument.histograms import LocalHistogram
+from exporter.instrument.private import exporter_preferences
 
 
 class MergingMetricExporter(MetricExporter):
@@ -29,10 +30,7 @@ class MergingMetricExporter(MetricExporter):
         scope: InstrumentationScope,
         resource: Resource,
     ) -> None:
-        super().__init__(
-            preferred_temporality=getattr(inner, "_preferred_temporality", None),
-            preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
-        )
+        super().__init__(**exporter_preferences(inner))
         self._inner, self._histograms = inner, histograms
         self._scope, self._resource = scope, resource
 

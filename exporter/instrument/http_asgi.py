@@ -27,6 +27,7 @@ from exporter.instrument.http_server import (
     scheme_of,
     step_aside_message,
 )
+from exporter.instrument.private import fastapi_telemetry
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,8 @@ class _Status:
 
 def fastapi_records_http(app: Any) -> bool:
     """FastAPI 0.16x records `http.server.*` itself once a meter provider is configured."""
-    config = getattr(app, "_telemetry", None)
-    if not isinstance(config, dict) or not config.get("metrics", True):
+    config = fastapi_telemetry(app)
+    if config is None or not config.get("metrics", True):
         return False
     return config.get("meter_provider") is not None or isinstance(
         metrics.get_meter_provider(), MeterProvider

@@ -18,6 +18,7 @@ from exporter.bounded import BoundedNames
 from exporter.instrument import semconv
 from exporter.instrument.counters import CounterCell, LocalCounter
 from exporter.instrument.histograms import Cell, HistogramSink
+from exporter.instrument.private import instrumented_by_opentelemetry
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def scheme_of(value: object) -> str:
 def otel_records_http(app: Any) -> bool:
     """Whether OpenTelemetry's own HTTP instrumentation already records this app's requests
     into an SDK meter provider: then ours would count every request twice."""
-    instrumented = bool(getattr(app, "_is_instrumented_by_opentelemetry", False)) or any(
+    instrumented = instrumented_by_opentelemetry(app) or any(
         getattr(getattr(m, "cls", None), "__name__", "") == "OpenTelemetryMiddleware"
         for m in getattr(app, "user_middleware", ())
     )

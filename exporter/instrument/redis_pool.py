@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from exporter.instrument import semconv
 from exporter.instrument.pool_metrics import PoolCounts, PoolInstruments
+from exporter.instrument.private import redis_pool_idle_used
 
 _EXHAUSTED_MESSAGES = frozenset({"No connection available.", "Too many connections"})
 _WRAPPED = ("get_connection", "release", "make_connection")
@@ -52,15 +53,11 @@ class RedisPool:
         self._checked_out.clear()
 
     def counts(self) -> PoolCounts | None:
-        pool = self.pool
-        if hasattr(pool, "_available_connections"):
-            idle, used = len(pool._available_connections), len(pool._in_use_connections)
-        elif hasattr(pool, "_connections") and hasattr(pool, "pool"):
-            idle = sum(1 for c in list(pool.pool.queue) if c is not None)
-            used = len(pool._connections) - idle
-        else:
+        counts = redis_pool_idle_used(self.pool)
+        if counts is None:
             return None
-        limit = pool.max_connections
+        idle, used = counts
+        limit = self.pool.max_connections
         return PoolCounts(used=used, idle=idle, max=limit, idle_max=limit, idle_min=0)
 
     def checked_out(self, connection: Any, started: float) -> None:
