@@ -68,7 +68,7 @@ from starlette.routing import Route
 from starlette_exporter import PrometheusMiddleware
 
 from exporter.instrument import instrument, semconv
-from exporter.instrument.http_asgi import _Status
+from exporter.instrument.http_asgi import HttpMetricsMiddleware, _Status
 from exporter.instrument.http_server import scheme_of
 
 Scope = MutableMapping[str, Any]
@@ -411,6 +411,7 @@ def breakdown_variants() -> dict[str, Variant]:
     instrument(app=ours_app, metric_exporter=KeepMetrics(), span_exporter=CountSpans())
     ours_app.middleware_stack = ours_app.build_middleware_stack()
     real = ours_app.middleware_stack
+    assert isinstance(real, HttpMetricsMiddleware)
     found = [Variant(STARLETTE_BASE, STARLETTE_BASE, starlette_app())]
     for name, stage in STAGES:
         app = starlette_app()
@@ -427,6 +428,7 @@ def per_call(calls: int = 200_000) -> dict[str, float]:
     instrument(app=app, metric_exporter=KeepMetrics(), span_exporter=CountSpans())
     app.middleware_stack = app.build_middleware_stack()
     middleware = app.middleware_stack
+    assert isinstance(middleware, HttpMetricsMiddleware)
     scope = dict(SCOPE)
     loop = asyncio.new_event_loop()
     loop.run_until_complete(app(scope, receive, discard))  # sets scope["route"]

@@ -111,26 +111,29 @@ def metrics_payload() -> tuple[bytes, int]:
         h = meter.create_histogram(f"db.client.connection.{name}", unit="s")
         for _ in range(50):
             h.record(rng.expovariate(100), pool)
-    request = encode_metrics(reader.get_metrics_data())
-    points = sum(
-        len(getattr(m, m.WhichOneof("data")).data_points)
-        for rm in request.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-    )
+    data = reader.get_metrics_data()
+    assert data is not None
+    request = encode_metrics(data)
+    points = 0
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                assert kind is not None
+                points += len(getattr(m, kind).data_points)
     return request.SerializeToString(), points
 
 
 def traces_payload(batch: int = 512) -> tuple[bytes, int]:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.trace import SpanKind
 
     provider = TracerProvider(resource=Resource.create({"service.name": "tradesense-api"}))
     http_tracer = provider.get_tracer("opentelemetry.instrumentation.asgi")
     db_tracer = provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
-    spans = []
+    spans: list[ReadableSpan] = []
     rng = random.Random(2)
     t = time.time_ns()
     while len(spans) < batch:
@@ -161,12 +164,14 @@ def traces_payload(batch: int = 512) -> tuple[bytes, int]:
                 }
             )
             child.end(end_time=t + (700_000_000 if slow else rng.randrange(200_000, 5_000_000)))
+            assert isinstance(child, ReadableSpan)  # the SDK's start_span is typed as the API's
             spans.append(child)
         root.end(end_time=t + 8_000_000)
+        assert isinstance(root, ReadableSpan)
         spans.append(root)
         t += 10_000_000
     readable = spans[:batch]
-    return encode_spans(readable).SerializeToString(), len(readable)  # type: ignore[arg-type]
+    return encode_spans(readable).SerializeToString(), len(readable)
 
 
 @dataclass

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -129,8 +130,15 @@ def main() -> None:
             redis.stop()
 
 
+class Row(TypedDict):
+    median_ms: float
+    p99_ms: float
+    cpu_s_per_1000: float
+    rss_mb: dict[str, float]
+
+
 def report(subjects: list[Subject], scrapes: int) -> None:
-    rows = {}
+    rows: dict[str, Row] = {}
     for s in subjects:
         rows[s.name] = {
             "median_ms": round(statistics.median(s.times) * 1000, 3),
@@ -139,12 +147,12 @@ def report(subjects: list[Subject], scrapes: int) -> None:
             "rss_mb": {k: round(v / 2**20, 1) for k, v in s.rss.items()},
         }
     ours, go = rows[subjects[0].name], rows[subjects[1].name]
-    rows["ratio_ours_over_go"] = {
+    ratio = {
         "median": round(ours["median_ms"] / go["median_ms"], 2),
         "p99": round(ours["p99_ms"] / go["p99_ms"], 2),
         "cpu": round(ours["cpu_s_per_1000"] / go["cpu_s_per_1000"], 2),
     }
-    print(json.dumps({"scrapes_each": scrapes, **rows}, indent=2))
+    print(json.dumps({"scrapes_each": scrapes, **rows, "ratio_ours_over_go": ratio}, indent=2))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def measure(endpoint: str, batches: int, batch: int) -> dict[str, float]:
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
+    from starlette.types import Message
 
     from exporter.instrument import instrument
 
@@ -46,10 +47,10 @@ def measure(endpoint: str, batches: int, batch: int) -> dict[str, float]:
              "query_string": b"", "headers": [], "scheme": "http", "root_path": "",
              "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 1), "http_version": "1.1"}
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         return None
 
     async def requests(count: int) -> float:

@@ -76,7 +76,7 @@ def test_backslash_quote_cannot_leak_in_either_dialect() -> None:
 # --- properties ---------------------------------------------------------------------------
 
 passwords = st.text(
-    st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=("Cs",)),
+    st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=["Cs"]),
     min_size=8, max_size=40,
 )
 cards = st.from_regex(r"4[0-9]{3}([ -]?[0-9]{4}){3}", fullmatch=True)

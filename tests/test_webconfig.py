@@ -181,6 +181,7 @@ def _get_healthz(port: int, certs: Certs, cert: tuple[str, str], ciphers: str | 
 
 def test_client_allowed_sans_admit_only_the_names_listed(strict_sidecar: SidecarProcess,
                                                        certs: Certs) -> None:
+    san: str | None
     for name, san in (("prom", "DNS:prometheus.monitoring.svc"),
                       ("spiffe", "URI:spiffe://cluster/ns/monitoring/sa/prom")):
         cipher, status = _get_healthz(strict_sidecar.web_port, certs,

@@ -161,7 +161,9 @@ def test_auth_storm_does_not_queue_a_legitimate_login(sidecar: SidecarProcess,
         # the storm from one address, that address holds only its share, so it is answered.
         newcomer = f"newcomer-{attackers}-{sources}"
         first_status, first_seconds, _ = _get(sidecar, newcomer, USERS[newcomer])
-        cached, pending, rss = [], [], []
+        cached: list[float] = []
+        pending: list[float] = []
+        rss: list[int] = []
         while time.monotonic() < deadline or len(cached) < 5:
             status, seconds, _ = _get(sidecar, "prometheus", USERS["prometheus"])
             assert status == 200

@@ -37,7 +37,7 @@ from examples.tradesense_app.faults import FaultInjection
 from examples.tradesense_app.settings import Settings, async_url
 from examples.tradesense_app.traffic import drive
 from exporter.instrument import semconv
-from tests.instrument.helpers import MemoryMetricExporter, points_of
+from tests.instrument.helpers import MemoryMetricExporter, attributes_of, points_of
 from tests.support.net import free_port
 from tests.support.redis_servers import RedisServer, start_redis
 
@@ -640,7 +640,7 @@ def test_instrumented_pool_query_and_slow_query_metrics(settings: Settings) -> N
                  for p in points_of(data, semconv.OPERATION_DURATION)}
     assert ("SELECT", "trades") in durations
     slow_spans = [s for s in exported.spans.get_finished_spans()
-                  if "tradesense_sleep" in str(s.attributes.get(semconv.DB_QUERY_FINGERPRINT))]
+                  if "tradesense_sleep" in str(attributes_of(s).get(semconv.DB_QUERY_FINGERPRINT))]
     assert len(slow_spans) == 1
     assert slow_spans[0].name == "SELECT trades"
 
@@ -694,12 +694,12 @@ def test_on_postgresql_the_slow_summary_sleeps(
         assert client.post("/trades", json={"user_id": 9999, "symbol": "PG", "side": "BUY",
                                             "quantity": 1, "price": 1}).status_code == 422
     first, other = [s for s in exported.spans.get_finished_spans()
-                    if s.attributes.get(semconv.SLOW_QUERY)]
+                    if attributes_of(s).get(semconv.SLOW_QUERY)]
     span = first
-    assert other.attributes[semconv.DB_QUERY_FINGERPRINT] == \
-        first.attributes[semconv.DB_QUERY_FINGERPRINT]
+    assert attributes_of(other)[semconv.DB_QUERY_FINGERPRINT] == \
+        attributes_of(first)[semconv.DB_QUERY_FINGERPRINT]
     assert span.name == "SELECT trades"
-    assert span.attributes[semconv.DB_QUERY_FINGERPRINT] == (
+    assert attributes_of(span)[semconv.DB_QUERY_FINGERPRINT] == (
         "SELECT count(*) AS trades, sum(pnl) AS total_pnl FROM trades "
         "WHERE user_id = ? AND (SELECT pg_sleep(?)) IS NOT NULL"
     )

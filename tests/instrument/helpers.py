@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    DataPointT,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import AnyValue
 
 from exporter.instrument import Instrumentation, instrument
 
@@ -55,6 +62,13 @@ def points_of(data: MetricsData, name: str) -> list[Point]:
                     value = getattr(point, "value", point)
                     found.append(Point(dict(point.attributes or {}), value))
     return found
+
+
+def attributes_of(item: ReadableSpan | DataPointT) -> Mapping[str, AnyValue]:
+    """The attributes of a finished span or a data point: typed optional by the SDK, always set
+    on what it produces."""
+    assert item.attributes is not None
+    return item.attributes
 
 
 @dataclass

@@ -36,6 +36,7 @@ def main(mode: str) -> None:
     names: list[str] = []
     if reader is not None:
         data = reader.get_metrics_data()
+        assert data is not None
         names = [m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics]
     print(json.dumps({"flushed": flushed, "in_memory_metrics": names}))
 

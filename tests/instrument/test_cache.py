@@ -117,7 +117,7 @@ def test_async_read_through_falls_back_when_redis_is_down(telemetry: Telemetry) 
         return "fresh"
 
     async def put(key: str, value: Any, ttl: float | None) -> None:
-        await client.set(key, value, ex=ttl)
+        await client.set(key, value, ex=int(ttl) if ttl else None)
 
     async def run() -> list[Any]:
         try:

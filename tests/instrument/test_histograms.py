@@ -4,6 +4,7 @@ import threading
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
+    Histogram,
     InMemoryMetricReader,
     MetricsData,
     ResourceMetrics,
@@ -31,9 +32,11 @@ def test_local_histogram_buckets_match_the_sdk() -> None:
         local.cell(ATTRIBUTES).observe(value)
         sdk.cell(ATTRIBUTES).observe(value)
     metric = local.metric(now_ns=1)
-    assert metric is not None
+    assert metric is not None and isinstance(metric.data, Histogram)
     [ours] = metric.data.data_points
-    [theirs] = points_of(reader.get_metrics_data(), "d")
+    data = reader.get_metrics_data()
+    assert data is not None
+    [theirs] = points_of(data, "d")
     for field in ("count", "sum", "bucket_counts", "explicit_bounds", "min", "max"):
         assert list(_seq(getattr(ours, field))) == list(_seq(getattr(theirs.value, field))), field
     assert ours.bucket_counts[0] == 3  # upper bounds are inclusive: 0.001 lands in (-inf, 0.001]
@@ -57,7 +60,7 @@ def test_concurrent_observations_are_not_lost() -> None:
     for thread in threads:
         thread.join()
     metric = histogram.metric(now_ns=1)
-    assert metric is not None
+    assert metric is not None and isinstance(metric.data, Histogram)
     assert metric.data.data_points[0].count == 80_000
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -230,24 +233,27 @@ def _request_counts(reader: Any) -> dict[str, int]:
     return counts
 
 
+@dataclass
+class GlobalSdk:
+    provider: MeterProvider
+    reader: InMemoryMetricReader
+
+
 @pytest.fixture
-def global_sdk_provider(monkeypatch: pytest.MonkeyPatch) -> Any:
+def global_sdk_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[GlobalSdk]:
     """The application's global SDK meter provider, reading into memory (patched in, so that
     no other test sees it: the SDK allows setting the real global only once per process)."""
     from opentelemetry import metrics
-    from opentelemetry.sdk.metrics import MeterProvider
-    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     monkeypatch.setattr(metrics, "get_meter_provider", lambda: provider)
-    reader.provider = provider
-    yield reader
+    yield GlobalSdk(provider, reader)
     provider.shutdown()
 
 
 def test_opentelemetry_fastapi_instrumentation_is_not_counted_twice(
-    telemetry: Telemetry, caplog: pytest.LogCaptureFixture, global_sdk_provider: Any
+    telemetry: Telemetry, caplog: pytest.LogCaptureFixture, global_sdk_provider: GlobalSdk
 ) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
@@ -266,14 +272,14 @@ def test_opentelemetry_fastapi_instrumentation_is_not_counted_twice(
                 test_client.get(f"/trades/{n}")
     finally:
         FastAPIInstrumentor.uninstrument_app(app)
-    counts = _request_counts(global_sdk_provider)
+    counts = _request_counts(global_sdk_provider.reader)
     assert "exporter.instrument" not in counts
     assert sum(counts.values()) == 3, counts
     assert "already instrumented by OpenTelemetry" in caplog.text
 
 
 def test_opentelemetry_instrumentation_added_after_ours_is_not_counted_twice(
-    telemetry: Telemetry, global_sdk_provider: Any
+    telemetry: Telemetry, global_sdk_provider: GlobalSdk
 ) -> None:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
@@ -283,13 +289,13 @@ def test_opentelemetry_instrumentation_added_after_ours_is_not_counted_twice(
     with TestClient(app) as test_client:
         for n in range(3):
             test_client.get(f"/trades/{n}")
-    counts = _request_counts(global_sdk_provider)
+    counts = _request_counts(global_sdk_provider.reader)
     assert "exporter.instrument" not in counts
     assert sum(counts.values()) == 3, counts
 
 
 def test_fastapi_native_telemetry_is_not_counted_twice(
-    telemetry: Telemetry, global_sdk_provider: Any
+    telemetry: Telemetry, global_sdk_provider: GlobalSdk
 ) -> None:
     app = FastAPI()
 
@@ -301,16 +307,16 @@ def test_fastapi_native_telemetry_is_not_counted_twice(
     with TestClient(app) as test_client:
         for n in range(3):
             test_client.get(f"/trades/{n}")
-    counts = _request_counts(global_sdk_provider)
+    counts = _request_counts(global_sdk_provider.reader)
     assert counts == {"fastapi": 3}, counts
 
 
 def test_with_the_apps_provider_and_no_peer_ours_records(
-    telemetry: Telemetry, global_sdk_provider: Any
+    telemetry: Telemetry, global_sdk_provider: GlobalSdk
 ) -> None:
     app = starlette_app()
     telemetry.instrument(app=app)
     with TestClient(app) as test_client:
         for n in range(3):
             test_client.get(f"/trades/{n}")
-    assert _request_counts(global_sdk_provider) == {"exporter.instrument": 3}
+    assert _request_counts(global_sdk_provider.reader) == {"exporter.instrument": 3}

@@ -122,6 +122,7 @@ def test_opentelemetry_flask_instrumentation_is_not_counted_twice(
     finally:
         FlaskInstrumentor.uninstrument_app(app)
     data = reader.get_metrics_data()
+    assert data is not None
     scopes = {s.scope.name for r in data.resource_metrics for s in r.scope_metrics
               for m in s.metrics if m.name.startswith("http.server")}
     assert scopes and "exporter.instrument" not in scopes

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import create_engine, text
 
 from exporter.instrument import instrument, semconv
-from tests.instrument.helpers import points_of
+from tests.instrument.helpers import attributes_of, points_of
 
 
 def test_the_apps_providers_are_used_when_given() -> None:
@@ -26,12 +26,14 @@ def test_the_apps_providers_are_used_when_given() -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1")).all()
         data = reader.get_metrics_data()
+        assert data is not None
         [duration] = points_of(data, semconv.OPERATION_DURATION)
         assert duration.value.count == 1
         assert list(duration.value.explicit_bounds) == list(semconv.DURATION_BUCKETS)
         assert [p.attributes[semconv.POOL_NAME] for p in points_of(
             data, semconv.CONNECTION_WAIT_TIME)] == ["app-pool"]
-        assert [s.attributes[semconv.SLOW_QUERY] for s in spans.get_finished_spans()] == [True]
+        assert [attributes_of(s)[semconv.SLOW_QUERY]
+                for s in spans.get_finished_spans()] == [True]
     finally:
         handle.uninstrument()
         meters.shutdown()
@@ -44,8 +46,10 @@ def test_several_engines_and_clients_in_one_call() -> None:
     handle = instrument([first, second], meter_provider=meters)
     try:
         assert handle.engines == [first, second]
+        data = reader.get_metrics_data()
+        assert data is not None
         names = {p.attributes[semconv.POOL_NAME]
-                 for p in points_of(reader.get_metrics_data(), semconv.CONNECTION_COUNT)}
+                 for p in points_of(data, semconv.CONNECTION_COUNT)}
         assert names == {":memory:", ":memory:#2"}
     finally:
         handle.uninstrument()

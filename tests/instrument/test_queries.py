@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.metrics.export import Histogram
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from exporter.instrument import semconv
 from exporter.instrument.histograms import LocalHistogram
-from tests.instrument.helpers import Telemetry, points_of
+from tests.instrument.helpers import Telemetry, attributes_of, points_of
 
 DURATION = semconv.OPERATION_DURATION
 SECRETS = ("hunter2-Secret!", "bob.smith@example.com", "4111111111111111", "4111 1111 1111 1111")
@@ -285,7 +286,7 @@ def test_a_wrapper_around_ours_survives_uninstrument(telemetry: Telemetry, sqlit
     histogram = handle.telemetry.meters.duration
     assert isinstance(histogram, LocalHistogram)
     metric = histogram.metric(now_ns=1)
-    assert metric is not None
+    assert metric is not None and isinstance(metric.data, Histogram)
     [point] = [p for p in metric.data.data_points
-               if p.attributes.get(semconv.DB_COLLECTION_NAME) == "trades"]
+               if attributes_of(p).get(semconv.DB_COLLECTION_NAME) == "trades"]
     assert point.count == 1

@@ -109,7 +109,7 @@ def test_asyncio_blocking_pool(telemetry: Telemetry, redis_address: tuple[str, i
         assert await client.get(KEY) is None
         held = await pool.get_connection()
         assert counts(telemetry) == (1, 0)
-        waiting = asyncio.create_task(client.ping())
+        waiting = asyncio.ensure_future(client.ping())
         await asyncio.sleep(0.1)
         assert telemetry.value(semconv.CONNECTION_PENDING_REQUESTS) == 1
         with pytest.raises(RedisConnectionError):

@@ -2,7 +2,7 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.metrics import Meter
+from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 
 from exporter.otlp import exphist

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.metrics import Meter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -31,7 +32,6 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from opentelemetry.sdk.metrics import Meter
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,6 +53,17 @@ FUZZ = settings(
 )
 
 
+class _Collect(logging.Handler):
+    """Keeps every error record it is handed."""
+
+    def __init__(self, into: list[logging.LogRecord]) -> None:
+        super().__init__(logging.ERROR)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record)
+
+
 class Harness:
     """One receiver, one event loop, one client for a whole property run; collects any error
     the exporter logs."""
@@ -63,8 +74,7 @@ class Harness:
         transport = httpx.ASGITransport(app=otlp_app(self.state))
         self.client = httpx.AsyncClient(transport=transport, base_url="http://otlp")
         self.errors: list[logging.LogRecord] = []
-        self.handler = logging.Handler(logging.ERROR)
-        self.handler.emit = self.errors.append  # type: ignore[method-assign]
+        self.handler = _Collect(self.errors)
         logging.getLogger("exporter").addHandler(self.handler)
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
@@ -214,7 +224,7 @@ COMMON = {
 
 
 def _number_points() -> st.SearchStrategy[list[pb.NumberDataPoint]]:
-    value = st.one_of(
+    value: st.SearchStrategy[dict[str, float]] = st.one_of(
         INT64.map(lambda i: {"as_int": i}), FLOATS.map(lambda f: {"as_double": f}), st.just({})
     )
     return st.lists(

@@ -190,7 +190,7 @@ def test_bodies_past_the_cap_are_refused_over_real_http() -> None:
             conn.request(
                 "POST",
                 "/v1/metrics",
-                body,  # type: ignore[arg-type]
+                body,
                 {"Content-Type": "application/x-protobuf"},
                 encode_chunked=not isinstance(body, bytes),
             )

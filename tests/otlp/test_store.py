@@ -323,7 +323,8 @@ def test_a_slow_producer_with_jitter_never_flaps() -> None:
             assert _held(store, clock, at + step) == {("g", "a"), ("target_info", "a")}
         at += gap
     assert store.producers_expired == 0
-    assert store.producers[P].interval is not None and store.producers[P].interval < 13.01
+    interval = store.producers[P].interval
+    assert interval is not None and interval < 13.01
 
 
 def test_a_series_missing_from_later_pushes_of_a_live_producer_ages_by_staleness() -> None:

@@ -1,11 +1,12 @@
-from opentelemetry.metrics import CallbackOptions, Observation
+from collections.abc import Callable, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.metrics.v1 import metrics_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.sdk.metrics import Meter
 
 from exporter.exposition import Family, render
 from exporter.otlp.store import SeriesStore
@@ -43,14 +44,14 @@ def _semconv(meter: Meter) -> None:
     count.add(3, {**POOL, "db.client.connection.state": "idle"})
     count.add(2, {**POOL, "db.client.connection.state": "used"})
 
-    def constant(value: int) -> object:
+    def constant(value: int) -> Callable[[CallbackOptions], Iterable[Observation]]:
         return lambda _options: [Observation(value, POOL)]
 
     for name, value in [("max", 60), ("idle.max", 20), ("idle.min", 0)]:
         meter.create_observable_up_down_counter(
             f"db.client.connection.{name}",
             [constant(value)],
-            unit="{connection}",  # type: ignore[list-item]
+            unit="{connection}",
         )
     pending = meter.create_up_down_counter(
         "db.client.connection.pending_requests", unit="{request}"
@@ -118,22 +119,23 @@ def test_scope_labels_can_be_turned_off() -> None:
 
 
 def test_delta_counters_and_histograms_accumulate_into_cumulative() -> None:
-    instruments = {}
+    counters: dict[str, Counter] = {}
+    histograms: dict[str, Histogram] = {}
 
     def record(meter: Meter) -> None:
-        instruments["c"] = meter.create_counter("jobs", unit="{job}")
-        instruments["h"] = meter.create_histogram(
+        counters["c"] = meter.create_counter("jobs", unit="{job}")
+        histograms["h"] = meter.create_histogram(
             "wait", unit="ms", explicit_bucket_boundaries_advisory=[10, 100]
         )
 
     _, collect = metrics_request(record, delta=True)
     store = SeriesStore()
-    instruments["c"].add(2)
-    instruments["h"].record(5)
+    counters["c"].add(2)
+    histograms["h"].record(5)
     apply_metrics(collect(), store)
-    instruments["c"].add(3)
-    instruments["h"].record(50)
-    instruments["h"].record(500)
+    counters["c"].add(3)
+    histograms["h"].record(50)
+    histograms["h"].record(500)
     apply_metrics(collect(), store)
     fams = _families(store)
     (total,) = fams["jobs_total"].samples
@@ -166,7 +168,9 @@ def _request(*metrics: pb.Metric, resource: Resource | None = None) -> ExportMet
     )
 
 
-def _sum(name: str, temporality: int, monotonic: bool, *values: float) -> pb.Metric:
+def _sum(
+    name: str, temporality: pb.AggregationTemporality.ValueType, monotonic: bool, *values: float
+) -> pb.Metric:
     points = [
         pb.NumberDataPoint(as_double=v, attributes=[_kv("n", str(i))]) for i, v in enumerate(values)
     ]
