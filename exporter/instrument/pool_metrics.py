@@ -79,7 +79,6 @@ class PoolInstruments:
                  use: HistogramSink) -> None:
         self.wait, self.create, self.use = wait, create, use
         self._probes: dict[int, PoolProbe] = {}
-        self._names: dict[str, int] = {}
         self._lock = threading.Lock()
         connections = "{connection}"
         meter.create_observable_up_down_counter(

@@ -83,7 +83,6 @@ class Telemetry:
     meters: Meters
     tracer_provider: trace.TracerProvider
     meter_provider: metrics.MeterProvider
-    owns_meter_provider: bool
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
         flushed = True
@@ -112,5 +111,4 @@ def resolve(
         meters=meters,
         tracer_provider=tracer_side,
         meter_provider=meter_side,
-        owns_meter_provider=app_meter is None,
     )

@@ -1,7 +1,7 @@
 """Everything the OTLP listener holds: the series store, the slow-query store and its counters.
 
-`ingest_metrics` / `ingest_traces` decode and apply one request body (from the event loop, or
-from a worker thread for large bodies); `collect` is what the web listener's `/metrics` calls,
+`apply_metrics` / `apply_traces` apply one decoded request (from the event loop, or from a
+worker thread for large bodies); `collect` is what the web listener's `/metrics` calls,
 in a worker thread. A lock serialises the store between the two; the receiver applies on the
 event loop only when the lock is free (`blocking=False`), so a long collection never holds the
 loop.
@@ -21,7 +21,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from exporter.exposition import Family
 from exporter.fingerprint import fingerprint as sql_fingerprint
 from exporter.limits import OtlpLimits, SlowQueryLimits
-from exporter.otlp.decode import Format, parse_metrics, parse_traces
 from exporter.otlp.selfmetrics import SelfMetrics
 from exporter.otlp.spans import Fingerprinter, SlowSpanRecorder
 from exporter.otlp.store import SeriesStore
@@ -98,18 +97,6 @@ class OtlpState:
             return self.spans.record(request)
         finally:
             self._lock.release()
-
-    def ingest_metrics(self, body: bytes, fmt: Format) -> MetricsOutcome:
-        """Raises decode.MalformedBody."""
-        outcome = self.apply_metrics(parse_metrics(body, fmt))
-        assert outcome is not None
-        return outcome
-
-    def ingest_traces(self, body: bytes, fmt: Format) -> int:
-        """Returns the number of spans. Raises decode.MalformedBody."""
-        spans = self.apply_traces(parse_traces(body, fmt))
-        assert spans is not None
-        return spans
 
     def status_view(
         self, names: Collection[str]
