@@ -11,6 +11,7 @@ declare -A need=(
   [amtool]=prometheus-alertmanager
   [prometheus-redis-exporter]=prometheus-redis-exporter
   [openssl]=openssl
+  [chromium]=chromium  # the status page's browser tests (tests/e2e/test_status_page.py)
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -16,8 +16,8 @@ from exporter.status.views import AppView, ReceiverView, SlowQueryView, Status, 
 REFRESH_SECONDS = 5
 FINGERPRINT_SHOWN = 300
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
-CSP = (f"default-src 'none'; style-src '{STYLE_HASH}'; img-src 'self'; base-uri 'none'; "
-       "form-action 'none'; frame-ancestors 'none'")
+CSP = (f"default-src 'none'; script-src 'self'; connect-src 'self'; style-src '{STYLE_HASH}'; "
+       "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 DASH = '<span class="muted" title="not known yet">\u2013</span>'
 
 
@@ -210,7 +210,7 @@ def summary(s: Status) -> str:
     apps = f" {pushing} app instances pushing" + (f", {stopped} stopped" if stopped else "")
     receiver = "; receiver accepting." if s.receiver.accepting else "; receiver NOT accepting."
     cls = "bad" if down or not s.receiver.accepting else "up"
-    return f'<p class="summary {cls}" role="status">{e(redis + apps + receiver)}</p>'
+    return f'<p id="summary" class="summary {cls}" role="status">{e(redis + apps + receiver)}</p>'
 
 
 def render(s: Status) -> str:
@@ -238,17 +238,19 @@ def render(s: Status) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{REFRESH_SECONDS}">
 <title>{e(title)}</title>
-<style>{STYLE}</style></head>
-<body><header><h1>tradesense-exporter status</h1>
+<style>{STYLE}</style>
+<script src="/status.js" defer></script></head>
+<body data-refresh="{REFRESH_SECONDS}"><header><h1>tradesense-exporter status</h1>
 {summary(s)}
-<p class="muted">Updated <time datetime="{stamp}" title="{stamp}">{stamp[11:19]} UTC</time>,
-reloads every {REFRESH_SECONDS} s. Version {e(s.version)}.
-<a href="/api/status">JSON</a> · <a href="/metrics">/metrics</a> ·
-<a href="/api/slow-queries">/api/slow-queries</a> · <a href="/readyz">/readyz</a> ·
-<a href="/healthz">/healthz</a></p></header>
-<main>
+<p class="muted"><span id="updated">Updated <time datetime="{stamp}" title="{stamp}">{stamp[11:19]}
+UTC</time>.</span> Updates every {REFRESH_SECONDS} s.
+<button id="pause" type="button" aria-pressed="false" hidden>Pause updates</button>
+<span id="refresh-note" class="warn"></span></p>
+<p class="muted">Version {e(s.version)}. <a href="/api/status">JSON</a> ·
+<a href="/metrics">/metrics</a> · <a href="/api/slow-queries">/api/slow-queries</a> ·
+<a href="/readyz">/readyz</a> · <a href="/healthz">/healthz</a></p></header>
+<main id="content">
 <section aria-labelledby="h-redis"><h2 id="h-redis">Redis targets</h2>
 {targets if s.targets else "<p>No Redis target configured.</p>"}</section>
 <section aria-labelledby="h-apps"><h2 id="h-apps">Apps pushing over OTLP</h2>

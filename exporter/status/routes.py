@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from exporter import __version__
 from exporter.status.fmt import iso, iso_or_none, rounded
 from exporter.status.page import CSP, render
+from exporter.status.script import SCRIPT
 from exporter.status.state import StatusState
 from exporter.status.views import as_json
 
@@ -66,6 +67,10 @@ def status_routes(state: StatusState) -> list[BaseRoute]:
         return JSONResponse(body, status_code=200 if receiver.accepting else 503,
                             headers=JSON_HEADERS)
 
+    async def script(request: Request) -> Response:
+        return Response(SCRIPT, media_type="text/javascript",
+                        headers={**JSON_HEADERS, "Cache-Control": "max-age=300"})
+
     async def favicon(request: Request) -> Response:
         return Response(status_code=204, headers={"Cache-Control": "max-age=86400"})
 
@@ -74,5 +79,6 @@ def status_routes(state: StatusState) -> list[BaseRoute]:
         Route("/api/status", api_status, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/status.js", script, methods=["GET"]),
         Route("/favicon.ico", favicon, methods=["GET"]),
     ]

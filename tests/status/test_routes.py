@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,8 +76,12 @@ def test_the_page_sends_a_strict_csp_and_scrapes_once_when_no_scrape_passed() ->
     async def check(client: httpx.AsyncClient, sidecar: Any) -> None:
         page = await client.get("/")
         assert page.headers["content-security-policy"] == CSP
-        assert "script-src" not in CSP and "default-src 'none'" in CSP
-        assert "<script" not in page.text
+        assert "default-src 'none'" in CSP and "script-src 'self';" in CSP
+        assert "unsafe" not in CSP
+        assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/status.js" defer>']
+        assert "</script>" in page.text.split("<script", 1)[1][:40]  # no inline code
+        script = await client.get("/status.js")
+        assert script.headers["content-type"].startswith("text/javascript")
         assert "▲ up" in page.text and SHARED in page.text
         await client.get("/")
         await client.get("/api/status")
