@@ -67,7 +67,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette_exporter import PrometheusMiddleware
 
-from exporter.instrument import instrument, semconv
+from exporter import semconv
+from exporter.instrument import instrument
 from exporter.instrument.http_asgi import HttpMetricsMiddleware, _Status
 from exporter.instrument.http_server import scheme_of
 

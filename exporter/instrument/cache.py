@@ -13,8 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from exporter import semconv
 from exporter.bounded import BoundedNames
-from exporter.instrument import semconv
 from exporter.instrument.counters import CounterCell, LocalCounter
 
 log = logging.getLogger(__name__)

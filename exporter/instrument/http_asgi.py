@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.http_server import (
     HttpServerMetrics,
     otel_records_http,

@@ -14,8 +14,8 @@ from typing import Any
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 
+from exporter import semconv
 from exporter.bounded import BoundedNames
-from exporter.instrument import semconv
 from exporter.instrument.counters import CounterCell, LocalCounter
 from exporter.instrument.histograms import Cell, HistogramSink
 from exporter.instrument.private import instrumented_by_opentelemetry

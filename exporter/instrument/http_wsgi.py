@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import Any
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.counters import CounterCell
 from exporter.instrument.http_server import (
     HttpServerMetrics,

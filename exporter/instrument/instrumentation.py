@@ -12,8 +12,9 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from exporter import semconv
 from exporter.bounded import BoundedNames
-from exporter.instrument import http_asgi, http_wsgi, semconv
+from exporter.instrument import http_asgi, http_wsgi
 from exporter.instrument.cache import CacheMetrics
 from exporter.instrument.http_server import HttpServerMetrics
 from exporter.instrument.providers import ExportSettings

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.histograms import Cell, HistogramSink
 
 log = logging.getLogger(__name__)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from exporter import semconv
+
 
 def redis_pool_idle_used(pool: Any) -> tuple[int, int] | None:
     """Idle and in-use connections of a redis-py pool (sync or asyncio, blocking or not), or
     None for a pool of unknown shape."""
     if callable(getattr(pool, "get_connection_count", None)):  # redis-py 7.1 and later
-        counts = {attributes.get("db.client.connection.state"): count
+        counts = {attributes.get(semconv.CONNECTION_STATE): count
                   for count, attributes in pool.get_connection_count()}
-        if {"idle", "used"} <= counts.keys():
-            return counts["idle"], counts["used"]
+        if {semconv.STATE_IDLE, semconv.STATE_USED} <= counts.keys():
+            return counts[semconv.STATE_IDLE], counts[semconv.STATE_USED]
     if hasattr(pool, "_available_connections"):  # redis-py 5 to 7.0, ConnectionPool
         return len(pool._available_connections), len(pool._in_use_connections)
     if hasattr(pool, "_connections") and hasattr(pool, "pool"):  # ... BlockingConnectionPool

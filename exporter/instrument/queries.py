@@ -24,9 +24,9 @@ from typing import Any
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from sqlalchemy.engine import Engine
 
+from exporter import semconv
 from exporter.bounded import BoundedNames
 from exporter.fingerprint import fingerprint
-from exporter.instrument import semconv
 from exporter.instrument.collection import describe
 from exporter.instrument.histograms import Cell, HistogramSink
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.pool_metrics import PoolCounts, PoolInstruments
 from exporter.instrument.private import redis_pool_idle_used
 

@@ -23,7 +23,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool, Pool, QueuePool, StaticPool
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.pool_metrics import PoolCounts, PoolInstruments, PoolState
 
 _STATE = "_tradesense_pool_state"

@@ -8,8 +8,8 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 
+from exporter import semconv
 from exporter.bounded import BoundedNames
-from exporter.instrument import semconv
 from exporter.instrument.cache import CacheInstruments
 from exporter.instrument.histograms import HistogramSink, LocalHistogram, SdkHistogram
 from exporter.instrument.http_server import HttpInstruments

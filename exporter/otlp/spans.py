@@ -22,19 +22,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
+from exporter import semconv
 from exporter.otlp.naming import value_text
 from exporter.otlp.resource import producer
 from exporter.slowqueries import SlowQueryStore
 
 log = logging.getLogger(__name__)
 
-MARK = "tradesense.slow_query"
-FINGERPRINT = "db.query.fingerprint"
+MARK = semconv.SLOW_QUERY
+FINGERPRINT = semconv.DB_QUERY_FINGERPRINT
 SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
-_TEXT = ("db.query.text", "db.statement")
-_OPERATION = ("db.operation.name", "db.operation")
-_COLLECTION = ("db.collection.name", "db.sql.table")
-_SYSTEM = ("db.system.name", "db.system")
+# the current convention's name first, then the one instrumentations used before it
+_TEXT = (semconv.DB_QUERY_TEXT, "db.statement")
+_OPERATION = (semconv.DB_OPERATION_NAME, "db.operation")
+_COLLECTION = (semconv.DB_COLLECTION_NAME, "db.sql.table")
+_SYSTEM = (semconv.DB_SYSTEM_NAME, "db.system")
 _WANTED = frozenset((MARK, FINGERPRINT, *_TEXT, *_OPERATION, *_COLLECTION, *_SYSTEM))
 _MARKED_PRODUCERS_MAX = 4096
 _MAX_OPERATION_LENGTH = 32

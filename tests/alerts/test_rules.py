@@ -315,8 +315,8 @@ def test_api_rules_sum_over_workers_and_replicas() -> None:
 
 
 def test_latency_threshold_is_a_bucket_bound_as_the_sidecar_writes_it() -> None:
+    from exporter import semconv
     from exporter.exposition import render
-    from exporter.instrument import semconv
     from exporter.otlp.naming import bound_text
     from exporter.otlp.store import SeriesStore
     from exporter.otlp.translate import apply_metrics

@@ -36,7 +36,7 @@ from examples.tradesense_app.cache import MemoryLRU, RedisGate
 from examples.tradesense_app.faults import FaultInjection
 from examples.tradesense_app.settings import Settings, async_url
 from examples.tradesense_app.traffic import drive
-from exporter.instrument import semconv
+from exporter import semconv
 from tests.instrument.helpers import MemoryMetricExporter, attributes_of, points_of
 from tests.support.net import free_port
 from tests.support.redis_servers import RedisServer, start_redis

@@ -15,7 +15,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from exporter.instrument.export import MergingMetricExporter
 from exporter.instrument.histograms import LocalHistogram, SdkHistogram
-from exporter.instrument.semconv import DURATION_BUCKETS
+from exporter.semconv import DURATION_BUCKETS
 from tests.instrument.helpers import MemoryMetricExporter, points_of
 
 SCOPE = InstrumentationScope("exporter.instrument", "test")

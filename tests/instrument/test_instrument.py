@@ -8,7 +8,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import create_engine, text
 
-from exporter.instrument import instrument, semconv
+from exporter import semconv
+from exporter.instrument import instrument
 from tests.instrument.helpers import attributes_of, points_of
 
 

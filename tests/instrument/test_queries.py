@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exporter.instrument import semconv
+from exporter import semconv
 from exporter.instrument.histograms import LocalHistogram
 from tests.instrument.helpers import Telemetry, attributes_of, points_of
 

@@ -12,7 +12,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from exporter.instrument import semconv
+from exporter import semconv
 from tests.instrument.helpers import Telemetry
 
 KEY = f"tradesense-exporter:instrument-test:{uuid.uuid4()}"

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
-from exporter.instrument import semconv
+from exporter import semconv
 from tests.instrument.helpers import Telemetry
 
 COUNT = semconv.CONNECTION_COUNT

@@ -1,5 +1,6 @@
 """Names, units and attribute keys: the OpenTelemetry database and HTTP semantic conventions,
-and the app-cache instruments (no convention exists: Micrometer's shape, OTel attribute names)."""
+and the app-cache instruments (no convention exists: Micrometer's shape, OTel attribute names).
+The app side records them and the sidecar reads them: standard library only."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ DB_SYSTEM_NAME = "db.system.name"
 DB_OPERATION_NAME = "db.operation.name"
 DB_COLLECTION_NAME = "db.collection.name"
 DB_QUERY_FINGERPRINT = "db.query.fingerprint"
+DB_QUERY_TEXT = "db.query.text"
 POOL_NAME = "db.client.connection.pool.name"
 CONNECTION_STATE = "db.client.connection.state"
 ERROR_TYPE = "error.type"
