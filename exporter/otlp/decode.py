@@ -126,12 +126,6 @@ class Inflater:
         return b"".join(self._parts)
 
 
-def inflate(body: bytes, content_encoding: str | None, cap: int) -> bytes:
-    inflater = Inflater(content_encoding, cap)
-    inflater.feed(body)
-    return inflater.finish()
-
-
 def parse_metrics(body: bytes, fmt: Format) -> ExportMetricsServiceRequest:
     if fmt == "protobuf":
         return _parse_protobuf(body, ExportMetricsServiceRequest)

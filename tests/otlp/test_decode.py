@@ -13,13 +13,19 @@ from exporter.otlp.decode import (
     MalformedBody,
     UnsupportedMediaType,
     body_format,
-    inflate,
     parse_metrics,
     parse_traces,
 )
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"
+
+
+def inflate(body: bytes, content_encoding: str | None, cap: int) -> bytes:
+    """A whole body through the receiver's streaming inflater, as one chunk."""
+    inflater = Inflater(content_encoding, cap)
+    inflater.feed(body)
+    return inflater.finish()
 
 
 def test_content_types() -> None:
