@@ -29,7 +29,7 @@ unit: $(STAMP)
 
 # The inner loop: the unit tests only (tests/conftest.py says what an e2e test is).
 unit-fast: $(STAMP)
-	$(VENV)/bin/pytest -q -x -m "not e2e"
+	$(VENV)/bin/pytest -q -x -m "not e2e and not slow"
 
 test: system-deps $(STAMP) lint unit
 

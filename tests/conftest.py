@@ -1,6 +1,7 @@
 """Unit tests run first, then the end-to-end ones (`-m e2e`: they start processes of their own,
 such as a sidecar, Prometheus, promtool, gunicorn, redis-server or the Go exporter, or wait on
-real time). `make unit-fast` runs only the unit tests, against the shared Redis and PostgreSQL."""
+real time). `make unit-fast` runs only the unit tests, against the shared Redis and PostgreSQL,
+and leaves out the fuzzing (`-m slow`) too."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ _TESTS = Path(__file__).parent
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e: starts processes of its own or waits on real time")
+    config.addinivalue_line("markers", "slow: thousands of generated examples (fuzzing)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,6 +18,8 @@ from tests.support.redis_servers import TLSFiles as Certs
 from tests.support.redis_servers import make_tls_files as make_certs
 from tests.support.sidecar import SidecarProcess, run_sidecar
 
+pytestmark = pytest.mark.e2e
+
 USER, PASSWORD = "prometheus", "s3cret-scrape-pw"
 
 

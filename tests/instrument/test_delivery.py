@@ -15,9 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from tests.support.e2e_app import ROOT, app_env, fetch, poll
 from tests.support.net import free_port, wait_http
 from tests.support.sidecar import run_sidecar
+
+pytestmark = pytest.mark.e2e
 
 SDK_NOISE = "opentelemetry."  # any record of the SDK's exporters
 

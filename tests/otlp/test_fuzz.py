@@ -14,6 +14,7 @@ import zlib
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.metrics import Meter
@@ -40,6 +41,8 @@ from exporter.limits import OtlpLimits, SlowQueryLimits
 from exporter.otlp import OtlpState, otlp_app
 
 from .sdk import metrics_request
+
+pytestmark = pytest.mark.slow
 
 PB = {"content-type": "application/x-protobuf"}
 JS = {"content-type": "application/json"}

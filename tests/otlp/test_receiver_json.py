@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from tests.support.sidecar import run_sidecar
+
+pytestmark = pytest.mark.e2e
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"

@@ -20,6 +20,8 @@ from exporter.exposition import Family, render
 from exporter.limits import OtlpLimits
 from exporter.otlp import OtlpState, otlp_app
 
+pytestmark = pytest.mark.e2e
+
 PRODUCER = Path(__file__).with_name("producer.py")
 SECRETS = ("alice@example.com", "hunter2-Secret!", "4111111111111111", "5500000000000004")
 
