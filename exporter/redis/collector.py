@@ -134,6 +134,7 @@ class RedisCollector:
             await asyncio.sleep(delay)
             timeout -= delay
         started = time.perf_counter()
+        conn.reset_connect_time()
         families: list[Family] = []
         error = ""
         try:

@@ -144,6 +144,8 @@ class RedisConnection:
                  limits: RedisLimits | None = None, stats: ConnectionStats | None = None) -> None:
         self.target = target
         self.timeout = timeout
+        # Time spent dialing since `reset_connect_time` (the collector resets it per scrape,
+        # which may take more than one round trip).
         self.last_connect_seconds = 0.0
         # Counts the connections dialed: what a server refused is asked again on a new one.
         self.generation = 0
@@ -154,7 +156,6 @@ class RedisConnection:
 
     async def execute(self, commands: Sequence[tuple[str, ...]]) -> list[Any]:
         async with self._lock:
-            self.last_connect_seconds = 0.0
             reused = self._conn is not None and self._conn.is_connected
             try:
                 return await self._round_trip(commands)
@@ -187,8 +188,11 @@ class RedisConnection:
         self._conn = conn
         self.generation += 1
         await conn.connect()
-        self.last_connect_seconds = time.perf_counter() - started
+        self.last_connect_seconds += time.perf_counter() - started
         return conn
+
+    def reset_connect_time(self) -> None:
+        self.last_connect_seconds = 0.0
 
     @staticmethod
     async def _read_one(conn: rconn.AbstractConnection) -> Any:

@@ -4,9 +4,10 @@ The common case is one pipelined round trip: INFO ALL (which includes commandsta
 latencystats and keyspace), CONFIG GET, SLOWLOG LEN, SLOWLOG GET 1 and LATENCY LATEST. A cluster
 node adds CLUSTER INFO; a sentinel (`redis_mode:sentinel`, or Valkey's `server_mode:sentinel`)
 answers only INFO, then the per-master SENTINEL commands in a second round trip. The server's
-mode is remembered per connection, so from the second scrape on a cluster node needs one round
-trip and a sentinel is not sent the commands it would refuse (each refusal would count in its own
-error statistics).
+mode is remembered per connection. The first scrape on a connection sends INFO alone and the
+rest once INFO has told the mode, so a sentinel is never sent the commands it would refuse (each
+refusal would count in its own error statistics); from the second scrape on, a standalone server
+or cluster node needs one round trip.
 
 Servers that refuse commands (old Redis, proxies, managed services that rename CONFIG, ACLs) are
 scraped for what they do answer, and a refused command is remembered per connection and not
@@ -95,13 +96,14 @@ class Degradation:
     """What one connection's server has refused, and which connection that was (a replaced
     connection tries everything again)."""
 
-    mode: str = STANDALONE
+    mode: str | None = None  # unknown until this connection's first INFO
     generation: int = -1
     refused: dict[Command, str] = field(default_factory=dict)  # command -> error code
 
     def sync(self, generation: int) -> None:
         if generation != self.generation:
             self.generation = generation
+            self.mode = None
             self.refused.clear()
 
     def info_plan(self) -> tuple[Command, ...]:
@@ -175,7 +177,7 @@ async def scrape_redis(conn: Commander) -> list[Family]:
     failures propagate from `conn` as they are."""
     state = _state(conn)
     state.sync(_generation(conn))
-    first = state.plan(state.mode)
+    first = list(state.info_plan()) if state.mode is None else state.plan(state.mode)
     replies: dict[Command, Any] = dict(zip(first, await conn.execute(first), strict=True))
     state.sync(_generation(conn))  # replaced during the round trip: the refused are tried again
     info_sent = [command for command in first if command[0] == "INFO"]
@@ -188,23 +190,37 @@ async def scrape_redis(conn: Commander) -> list[Family]:
     if mode != SENTINEL:
         state.learn(replies)
     masters = watched_masters(info) if mode == SENTINEL else []
-    missing = [command for command in state.plan(mode)
-               if command not in replies and command[0] != "INFO"]
+    missing = _unsent(state, mode, replies)
     extra = sentinel_commands(masters)
     second = await conn.execute([*missing, *extra]) if missing or extra else []
     more = dict(zip(missing, second, strict=False))
     if mode != SENTINEL:
         state.learn(more)
-    replies.update(more)
-    families = translate(info, mode, replies)
+        replies.update(more)
+        # What the replies just made necessary: one CONFIG GET per parameter after the
+        # multi-parameter form was refused on this connection's first scrape.
+        fallback = _unsent(state, mode, replies)
+        if fallback:
+            more = dict(zip(fallback, await conn.execute(fallback), strict=True))
+            state.learn(more)
+            replies.update(more)
+    families = translate(info, mode, replies, _address(conn))
     if masters:
         families += sentinel_detail_families(masters, second[len(missing):])
     return families
 
 
-def translate(info: Info, mode: str, replies: dict[Command, Any]) -> list[Family]:
+def _unsent(state: Degradation, mode: str, replies: dict[Command, Any]) -> list[Command]:
+    return [command for command in state.plan(mode)
+            if command not in replies and command[0] != "INFO"]
+
+
+def translate(info: Info, mode: str, replies: dict[Command, Any],
+              target: str = "") -> list[Family]:
+    """`target`: the scraped address, which keeps apart the start times of servers that do not
+    report their clock nor a run_id (see `instance_families`)."""
     families = info_families(info)
-    families += instance_families(info)
+    families += instance_families(info, target)
     families += keyspace_families(info)
     families += command_families(info)
     families += error_families(info)
@@ -261,6 +277,12 @@ def _generation(conn: Commander) -> int:
     """Which connection `conn` is on (see RedisConnection.generation); 0 for stand-ins."""
     generation = getattr(conn, "generation", 0)
     return generation if isinstance(generation, int) else 0
+
+
+def _address(conn: Commander) -> str:
+    """The credential-free address `conn` scrapes (RedisConnection.target); "" for stand-ins."""
+    address = getattr(getattr(conn, "target", None), "address", "")
+    return address if isinstance(address, str) else ""
 
 
 def _peek(conn: Commander) -> Degradation | None:
