@@ -83,6 +83,13 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
     _g("maxmemory", "memory_max_bytes", "The maxmemory limit in bytes (0: no limit)."),
     _g("maxmemory_reservation", "memory_max_reservation_bytes",
        "Memory reserved up front for the dataset, in bytes (KeyDB)."),
+    _g("maxmemory_desired_reservation", "memory_max_reservation_desired_bytes",
+       "Memory the server wants reserved up front for the dataset, in bytes (KeyDB)."),
+    _g("maxfragmentationmemory_reservation", "memory_max_fragmentation_reservation_bytes",
+       "Memory reserved up front for fragmentation, in bytes (KeyDB)."),
+    _g("maxfragmentationmemory_desired_reservation",
+       "memory_max_fragmentation_reservation_desired_bytes",
+       "Memory the server wants reserved up front for fragmentation, in bytes (KeyDB)."),
     _g("total_system_memory", "total_system_memory_bytes",  # deviation: on by default
        "Memory of the host Redis runs on, in bytes."),
     _g("allocator_allocated", "allocator_allocated_bytes", "Bytes allocated by the allocator."),
@@ -195,6 +202,8 @@ INFO_FIELDS: tuple[FieldMetric, ...] = (
        "Reads served by the storage provider (KeyDB FLASH)."),
     _c("storage_provider_read_misses", "storage_provider_read_misses",  # compatibility name
        "Reads the storage provider could not serve (KeyDB FLASH)."),
+    _c("cached_keys", "cached_keys_total",
+       "Keys cached in memory from the storage provider (KeyDB FLASH)."),
     _g("server_threads", "server_threads_total",  # compatibility name
        "Worker threads of the server (KeyDB; a gauge despite its name)."),
     _g("long_lock_waits", "long_lock_waits_total",  # compatibility name

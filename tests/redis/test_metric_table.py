@@ -57,3 +57,24 @@ def test_docs_list_deviations_and_compatibility_names() -> None:
         assert f"`{name}`" in deviations, name
     for name in COMPATIBILITY_NAMES:
         assert re.search(rf"^\| `{name}` \|", compatibility, re.M), name
+
+
+REFERENCE_FIELDS = Path(__file__).parent / "data" / "redis_exporter-1.45" / "info-fields.txt"
+# Tile38's fields come from its SERVER command with redis_exporter's --is-tile38, not built here
+# (docs/metrics.md, Not exported).
+NOT_BUILT_PREFIX = "tile38_"
+
+
+def test_every_info_field_redis_exporter_exports_is_exported_alike() -> None:
+    """The INFO fields redis_exporter 1.45 exports as plain gauges and counters (Redis 2.8 to
+    7.x, Valkey, KeyDB; its own tables, tests/redis/data/README.md): each is in ours with its
+    name and type, save the type corrections of deviation 1."""
+    ours = {m.field: (m.name, m.type) for m in INFO_FIELDS}
+    rows = [line.split("\t") for line in REFERENCE_FIELDS.read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert len(rows) > 100
+    for field, name, kind in rows:
+        if field.startswith(NOT_BUILT_PREFIX):
+            continue
+        want = TYPE_CORRECTIONS.get("redis_" + name, (kind, kind))[1]
+        assert ours.get(field) == ("redis_" + name, want), field
