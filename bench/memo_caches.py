@@ -1,9 +1,11 @@
 """What each module-level memo is worth: the same work timed with the memo and with it disabled
 (a Memo that keeps nothing), in one run, so the ratio holds on a noisy machine.
 
-- otlp/naming.py (metric and label names) and otlp/resource.py (producers), on the receiver's
-  path: applying the 70-point push of bench/otlp_receiver.py to a store;
-- exposition.py (family headers), on /metrics: rendering that store's families.
+- otlp/naming.py (metric and label names), on the receiver's path: applying the 70-point push
+  of bench/otlp_receiver.py to a store.
+
+The memos of otlp/resource.py (producers) and exposition.py (family headers) were measured here
+too and removed: they saved nothing (docs/benchmarks.md, "What each memo is worth").
 
     .venv/bin/python bench/memo_caches.py
 """
@@ -23,16 +25,13 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from bench.otlp_receiver import metrics_payload
-from exporter import exposition
 from exporter.memo import Memo
-from exporter.otlp import naming, resource
+from exporter.otlp import naming
 from exporter.otlp.state import OtlpState
 
 ROUNDS, REPEAT = 200, 15
 SITES = {
     "naming": (naming, ("_metric_names", "_label_names")),
-    "resource": (resource, ("_producers",)),
-    "exposition": (exposition, ("_headers",)),
 }
 
 
@@ -70,19 +69,13 @@ def main() -> None:
     request = ExportMetricsServiceRequest.FromString(body)
     state = OtlpState()
     state.apply_metrics(request)
-    families = state.collect()
-    work = {
-        "naming": lambda: state.apply_metrics(request),
-        "resource": lambda: state.apply_metrics(request),
-        "exposition": lambda: exposition.render(families),
-    }
-    print(f"{points} points per push, {len(families)} families rendered")
+    work = {"naming": lambda: state.apply_metrics(request)}
+    print(f"{points} points per push")
     print("| memo | work | with it | without | saved per call | ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for site, call in work.items():
         with_memo, without = compare(site, call)
-        what = "render /metrics" if site == "exposition" else "apply one push"
-        print(f"| {site} | {what} | {with_memo * 1e6:,.0f} µs | {without * 1e6:,.0f} µs "
+        print(f"| {site} | apply one push | {with_memo * 1e6:,.0f} µs | {without * 1e6:,.0f} µs "
               f"| {(without - with_memo) * 1e6:,.0f} µs | {without / with_memo:.2f}x |")
 
 

@@ -12,8 +12,6 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.memo import Memo
-
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
@@ -94,22 +92,15 @@ def _openmetrics_type(fam: Family) -> tuple[str, str]:
     return fam.name, fam.type
 
 
-_headers: Memo[tuple[str, str, str, bool], tuple[str, str, str]] = Memo(10_000, 4 * 1024 * 1024)
-
-
 def _header(fam: Family, openmetrics: bool) -> tuple[str, str, str]:
-    """(header lines, sample name base, exposed type), memoised: families repeat every scrape."""
-    key = (fam.name, fam.type, fam.help, openmetrics)
-    cached = _headers.get(key)
-    if cached is None:
-        if openmetrics:
-            header_name, type_name = _openmetrics_type(fam)
-            base = header_name if type_name == "counter" else fam.name
-        else:
-            header_name, type_name, base = fam.name, fam.type, fam.name
-        text = f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n"
-        cached = _headers.put(key, (text, base, type_name), 2 * len(text))
-    return cached
+    """(header lines, sample name base, exposed type)."""
+    if openmetrics:
+        header_name, type_name = _openmetrics_type(fam)
+        base = header_name if type_name == "counter" else fam.name
+    else:
+        header_name, type_name, base = fam.name, fam.type, fam.name
+    text = f"# HELP {header_name} {escape_help(fam.help)}\n# TYPE {header_name} {type_name}\n"
+    return text, base, type_name
 
 
 class DuplicateFamilies:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from exporter.exposition import Labels
-from exporter.memo import Memo
 from exporter.otlp.naming import (
     MAX_LABEL_NAME_LENGTH,
     MAX_LABEL_VALUE_LENGTH,
@@ -29,8 +28,6 @@ SERVICE_NAME = "service_name"
 SERVICE_INSTANCE_ID = "service_instance_id"
 UNKNOWN_SERVICE = "unknown_service"
 _IDENTIFYING = ("host.name", "host.id", "container.id", "k8s.pod.uid", "process.pid")
-_CACHE_MAX = 1024
-_CACHE_BYTES = 4 * 1024 * 1024
 MAX_RESOURCE_ATTRIBUTES = 64
 # Resource attributes kept out of target_info: command lines carry whatever the app was started
 # with (a `--redis-url redis://:pw@...`), and names that say secret mean it.
@@ -82,9 +79,6 @@ def _build(resource: Resource, max_name: int, max_attributes: int) -> Producer:
     return Producer(name, instance, tuple(sorted(target.items())), dropped)
 
 
-_producers: Memo[tuple[bytes, int, int], Producer] = Memo(_CACHE_MAX, _CACHE_BYTES)
-
-
 def producer(
     resource: Resource,
     max_name: int = MAX_LABEL_NAME_LENGTH,
@@ -93,10 +87,4 @@ def producer(
     """Identity and target_info labels of a resource: attributes with a key over `max_name`
     characters are dropped, `target_info` shows at most `max_attributes` of the others (each
     value cut at MAX_LABEL_VALUE_LENGTH); `dropped_attributes` says how many were left out."""
-    key = (resource.SerializeToString(deterministic=True), max_name, max_attributes)
-    found = _producers.get(key)
-    if found is None:
-        found = _build(resource, max_name, max_attributes)
-        size = len(key[0]) + sum(len(k) + len(v) for k, v in found.target_labels)
-        _producers.put(key, found, size)
-    return found
+    return _build(resource, max_name, max_attributes)
