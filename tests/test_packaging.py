@@ -43,6 +43,7 @@ def test_wheel_holds_every_module_and_the_console_script(tmp_path: Path) -> None
     assert not server_stack & by_extra["instrument"], by_extra["instrument"]
 
 
+@pytest.mark.e2e
 def test_the_app_side_imports_without_the_sidecar_stack() -> None:
     """What `[instrument]` installs is enough: the server stack made unimportable."""
     blocked = ("uvicorn", "starlette", "bcrypt", "yaml", "prometheus_client", "hiredis",
