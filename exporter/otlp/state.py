@@ -18,14 +18,25 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from exporter.exposition import Family
+from exporter.exposition import Family, Labels
 from exporter.fingerprint import fingerprint as sql_fingerprint
 from exporter.limits import OtlpLimits, SlowQueryLimits
 from exporter.otlp.selfmetrics import SelfMetrics
 from exporter.otlp.spans import Fingerprinter, SlowSpanRecorder
-from exporter.otlp.store import SeriesStore
+from exporter.otlp.store import (
+    ExpHistogramSeries,
+    HistogramSeries,
+    NumberSeries,
+    SeriesStore,
+    SummarySeries,
+)
 from exporter.otlp.translate import Bounds, MetricsOutcome, apply_metrics
 from exporter.slowqueries import SlowQueryStore
+
+# One series as the status page reads it: (family, labels, value, bucket bounds, per-bucket
+# counts); a histogram's value is its count, and only explicit-bucket histograms give bounds
+# (`le` texts) and counts (+Inf last).
+Peeked = tuple[str, Labels, float, tuple[str, ...], tuple[int, ...]]
 
 
 class OtlpState:
@@ -100,19 +111,19 @@ class OtlpState:
 
     def status_view(
         self, names: Collection[str]
-    ) -> tuple[list[Family], list[tuple[str, str, float, float | None]]]:
-        """For the status page (read only): the families named, and each producer followed
-        and not yet past its deadline as (service, instance, last push as Unix time, learned
-        export interval)."""
+    ) -> tuple[list[Peeked], list[tuple[str, str, float, float | None]]]:
+        """For the status page (read only): the series of the families named (see
+        `Peeked`), and each producer followed and not yet past its deadline as
+        (service, instance, last push as Unix time, learned export interval)."""
         with self._lock:
-            families = self.store.collect_named(names)
+            series = _peek(self.store, names)
             now, wall = self.store.clock(), self.wall_clock()
             producers = [
                 (service, instance, wall - (now - live.last), live.interval)
                 for (service, instance), live in self.store.producers.items()
                 if live.expires >= now
             ]
-        return families, producers
+        return series, producers
 
     def collect(self) -> list[Family]:
         with self._lock:
@@ -124,3 +135,17 @@ class OtlpState:
             *self.slow_queries.collect(),
             *self.counters.families(series, size, self.inflight, producers),
         ]
+
+
+def _peek(store: SeriesStore, names: Collection[str]) -> list[Peeked]:
+    out: list[Peeked] = []
+    for name in names:
+        fam = store.families.get(name)
+        for labels, series in fam.series.items() if fam is not None else ():
+            if isinstance(series, NumberSeries):
+                out.append((name, labels, series.value, (), ()))
+            elif isinstance(series, HistogramSeries):
+                out.append((name, labels, series.count, series.les, tuple(series.counts)))
+            elif isinstance(series, ExpHistogramSeries | SummarySeries):
+                out.append((name, labels, series.count, (), ()))
+    return out

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.exposition import Family, Sample
-from exporter.status.ring import Ring
+from exporter.otlp.state import Peeked
+from exporter.status.ring import Ring, fell
 
 SPACING_SECONDS = 5.0
 HISTORY_POINTS = 60  # 5 minutes of points 5 s apart
@@ -33,6 +33,7 @@ POOL_NAME, DB_SYSTEM = "db_client_connection_pool_name", "db_system_name"
 
 # A point: (time, queries, requests, request errors, pool timeouts)
 T, QUERY_COUNT, REQUEST_COUNT, ERROR_COUNT, TIMEOUTS = range(5)
+COUNTERS = (QUERY_COUNT, REQUEST_COUNT, ERROR_COUNT, TIMEOUTS)
 Point = tuple[float, float, float, float, float]
 Buckets = tuple[tuple[float, float], ...]  # (upper bound, cumulative count), +Inf last
 Caches = tuple[tuple[str, float, float], ...]  # (cache name, hits, misses)
@@ -106,22 +107,18 @@ class AppBoard:
     def due(self) -> bool:
         return self.clock() - self.sampled >= SPACING_SECONDS
 
-    def observe(self, families: Iterable[Family], seen: Sequence[ProducerSeen]) -> None:
+    def observe(self, series: Iterable[Peeked], seen: Sequence[ProducerSeen]) -> None:
         now = self.clock()
         tallies: dict[tuple[str, str], _Tally] = {}
-        for fam in families:
-            handle = _HANDLERS.get(fam.name)
-            if handle is None:
-                continue
-            for sample in fam.samples:
-                labels = dict(sample.labels)
-                key = (labels.get("service_name", ""), labels.get("service_instance_id", ""))
-                tally = tallies.get(key)
-                if tally is None:
-                    if len(tallies) >= MAX_PRODUCERS:
-                        continue
-                    tally = tallies[key] = _Tally()
-                handle(tally, fam.name, sample, labels)
+        for name, label_pairs, value, les, counts in series:
+            labels = dict(label_pairs)
+            key = (labels.get("service_name", ""), labels.get("service_instance_id", ""))
+            tally = tallies.get(key)
+            if tally is None:
+                if len(tallies) >= MAX_PRODUCERS:
+                    continue
+                tally = tallies[key] = _Tally()
+            _HANDLERS[name](tally, name, labels, value, les, counts)
         with self._lock:
             self.sampled = now
             self._apply(now, tallies, seen)
@@ -155,61 +152,77 @@ def _update(reading: ProducerReading, tally: _Tally, now: float) -> None:
     reading.has_http, reading.has_queries = tally.has_http, tally.has_queries
     timeouts = sum(p.timeouts for p in tally.pools.values())
     point: Point = (now, tally.queries, tally.requests, tally.errors, timeouts)
+    if reading.latest is not None and fell(reading.latest, point, COUNTERS):
+        reading.history.points.clear()  # the producer restarted: its history starts again
+        reading.marks.points.clear()
     reading.latest = point
     reading.history.add(point)
-    reading.buckets = tuple(sorted(tally.buckets.items()))
+    reading.buckets = _cumulative(tally.buckets)
     reading.caches = tuple((name, hm[0], hm[1]) for name, hm in sorted(tally.caches.items()))
     reading.marks.add((now, reading.buckets, reading.caches))
 
 
-def _pool_gauge(tally: _Tally, name: str, sample: Sample, labels: dict[str, str]) -> None:
+def _cumulative(per_bound: dict[float, float]) -> Buckets:
+    total, out = 0.0, []
+    for bound, n in sorted(per_bound.items()):
+        total += n
+        out.append((bound, total))
+    return tuple(out)
+
+
+Handler = Callable[[_Tally, str, dict[str, str], float, tuple[str, ...], tuple[int, ...]], None]
+
+
+def _pool_gauge(tally: _Tally, name: str, labels: dict[str, str], value: float,
+                les: tuple[str, ...], counts: tuple[int, ...]) -> None:
     pool = tally.pool(labels)
     if pool is None:
         return
     if name == "db_client_connection_count":
         if labels.get("db_client_connection_state") == "used":
-            pool.used += sample.value
+            pool.used += value
         else:
-            pool.idle += sample.value
+            pool.idle += value
     elif name == "db_client_connection_max":
-        pool.max = (pool.max or 0.0) + sample.value
+        pool.max = (pool.max or 0.0) + value
     elif name == "db_client_connection_pending_requests":
-        pool.pending += sample.value
+        pool.pending += value
     else:
-        pool.timeouts += sample.value
+        pool.timeouts += value
 
 
-def _queries(tally: _Tally, name: str, sample: Sample, labels: dict[str, str]) -> None:
+def _queries(tally: _Tally, name: str, labels: dict[str, str], value: float,
+             les: tuple[str, ...], counts: tuple[int, ...]) -> None:
     tally.has_queries = True
-    if sample.suffix == "_count":
-        tally.queries += sample.value
-    elif sample.suffix == "_bucket":
-        le = labels.get("le", "")
+    tally.queries += value
+    if len(counts) != len(les) + 1:
+        return
+    for le, n in zip((*les, "+Inf"), counts, strict=True):
         bound = math.inf if le == "+Inf" else _float(le)
         if bound is not None:
-            tally.buckets[bound] = tally.buckets.get(bound, 0.0) + sample.value
+            tally.buckets[bound] = tally.buckets.get(bound, 0.0) + n
 
 
-def _requests(tally: _Tally, name: str, sample: Sample, labels: dict[str, str]) -> None:
-    if sample.suffix != "_count":
-        return
+def _requests(tally: _Tally, name: str, labels: dict[str, str], value: float,
+              les: tuple[str, ...], counts: tuple[int, ...]) -> None:
     tally.has_http = True
-    tally.requests += sample.value
+    tally.requests += value
     status = labels.get("http_response_status_code", "")
     if status.startswith("5") or (not status and labels.get("error_type")):
-        tally.errors += sample.value
+        tally.errors += value
 
 
-def _cache(tally: _Tally, name: str, sample: Sample, labels: dict[str, str]) -> None:
+def _cache(tally: _Tally, name: str, labels: dict[str, str], value: float,
+           les: tuple[str, ...], counts: tuple[int, ...]) -> None:
     cache = labels.get("cache_name", "")
-    counts = tally.caches.get(cache)
-    if counts is None:
+    found = tally.caches.get(cache)
+    if found is None:
         if len(tally.caches) >= MAX_CACHES:
             return
-        counts = tally.caches[cache] = [0.0, 0.0]
+        found = tally.caches[cache] = [0.0, 0.0]
     result = labels.get("cache_result")
     if result in ("hit", "miss"):
-        counts[result == "miss"] += sample.value
+        found[result == "miss"] += value
 
 
 def _float(text: str) -> float | None:
@@ -219,7 +232,7 @@ def _float(text: str) -> float | None:
         return None
 
 
-_HANDLERS: dict[str, Callable[[_Tally, str, Sample, dict[str, str]], None]] = {
+_HANDLERS: dict[str, Handler] = {
     "db_client_connection_count": _pool_gauge,
     "db_client_connection_max": _pool_gauge,
     "db_client_connection_pending_requests": _pool_gauge,

@@ -15,6 +15,7 @@ from exporter.status.views import AppView, ReceiverView, SlowQueryView, Status, 
 
 REFRESH_SECONDS = 5
 FINGERPRINT_SHOWN = 300
+SPARKLINE_ROWS = 20  # more app instances than this: their rows go without sparklines
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 CSP = (f"default-src 'none'; script-src 'self'; connect-src 'self'; style-src '{STYLE_HASH}'; "
        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -125,7 +126,7 @@ def _caches(a: AppView) -> str:
     return f'<ul class="reasons">{"".join(out)}</ul>' if out else DASH
 
 
-def app_row(a: AppView, now: float) -> str:
+def app_row(a: AppView, now: float, lines: bool = True) -> str:
     push = when(now, a.last_push_at)
     if a.export_interval_seconds:
         push += f'<br><span class="muted">every {e(fmt.span(a.export_interval_seconds))}' \
@@ -135,15 +136,19 @@ def app_row(a: AppView, now: float) -> str:
         p99 = shown(a.query_p99_seconds, fmt.duration)
         if a.query_p99_above_largest_bucket:
             p99 = "over " + p99
-        queries = f"{shown(a.query_rate_per_second, fmt.per_second)}, p99 {p99}" + sparkline(
-            a.query_trend, "queries per second, last 5 min", fmt.per_second)
+        queries = f"{shown(a.query_rate_per_second, fmt.per_second)}, p99 {p99}"
+        if lines:
+            queries += sparkline(a.query_trend, "queries per second, last 5 min",
+                                 fmt.per_second)
     requests = '<span class="muted">no HTTP metrics</span>'
     if a.sends_http:
         errors = shown(a.error_ratio, fmt.percent)
         if a.error_ratio:
             errors = f'<span class="bad">{errors}</span>'
-        requests = f"{shown(a.request_rate_per_second, fmt.per_second)}, {errors} errors" + \
-            sparkline(a.request_trend, "requests per second, last 5 min", fmt.per_second)
+        requests = f"{shown(a.request_rate_per_second, fmt.per_second)}, {errors} errors"
+        if lines:
+            requests += sparkline(a.request_trend, "requests per second, last 5 min",
+                                  fmt.per_second)
     return "<tr>" + "".join((
         cell("Service", f'<span class="addr">{e(a.service)}</span>'),
         cell("Instance", f"<code>{e(a.instance)}</code>"),
@@ -227,7 +232,7 @@ def render(s: Status) -> str:
     apps = table(
         [("Service", False), ("Instance", False), ("State", False), ("Last push", False),
          ("Pools", False), ("Queries", True), ("Requests", True), ("Cache hit ratio", False)],
-        [app_row(a, now) for a in s.apps],
+        [app_row(a, now, len(s.apps) <= SPARKLINE_ROWS) for a in s.apps],
         "Rates, p99 and ratios over the last 5 min")
     slow = table(
         [("Fingerprint", False), ("Service", False), ("Calls", True), ("Mean", True),

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from exporter.exposition import Family
-from exporter.status.ring import Ring
+from exporter.status.ring import Ring, fell
 
 HISTORY_POINTS = 120
 SPACING_SECONDS = 5.0  # 120 points 5 s apart: the last 10 minutes
@@ -20,6 +20,7 @@ INFO_LABELS = ("role", "redis_version", "server_name", "server_version", "redis_
 # A point: (time, keyspace hits, keyspace misses, commands processed, evicted keys, memory used)
 T, HITS, MISSES, COMMANDS, EVICTED, MEMORY = range(6)
 Point = tuple[float, float, float, float, float, float]
+COUNTERS = (HITS, MISSES, COMMANDS, EVICTED)
 
 _GAUGES = {
     "redis_up": "up",
@@ -98,6 +99,8 @@ class RedisBoard:
         point: Point = (now, values.get("hits", 0.0), values.get("misses", 0.0),
                         values.get("commands", 0.0), values.get("evicted", 0.0),
                         values.get("memory", 0.0))
+        if reading.latest is not None and fell(reading.latest, point, COUNTERS):
+            reading.history.points.clear()  # Redis restarted: its history starts again
         reading.latest = point
         reading.history.add(point)
 

@@ -34,36 +34,47 @@ class Ring(Generic[P]):
         return kept
 
 
-def since_reset(points: Sequence[P], index: int) -> list[P]:
-    """The points after the last fall of counter `index` (a restart of what counts)."""
-    start = 0
-    for i, (a, b) in enumerate(pairwise(points), 1):
-        if b[index] < a[index]:
-            start = i
-    return list(points[start:])
-
-
 def rate(points: Sequence[P], index: int) -> float | None:
-    """Per second, between the first and last of `points` after the last reset."""
-    run = since_reset(points, index)
-    if len(run) < 2 or run[-1][0] <= run[0][0]:
+    """Per second, between the first and last of `points` (the boards start a ring afresh
+    when a counter falls, so the points of one ring never cross a reset)."""
+    if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][index] < points[0][index]:
         return None
-    return (run[-1][index] - run[0][index]) / (run[-1][0] - run[0][0])
+    return float(points[-1][index] - points[0][index]) / (points[-1][0] - points[0][0])
+
+
+def increase(points: Sequence[P], index: int) -> float | None:
+    if len(points) < 2 or points[-1][index] < points[0][index]:
+        return None
+    return float(points[-1][index] - points[0][index])
 
 
 def ratio(points: Sequence[P], part: int, other: int) -> float | None:
     """part / (part + other) of the increases between the first and last point."""
-    run = since_reset(since_reset(points, part), other)
-    if len(run) < 2:
+    a, b = increase(points, part), increase(points, other)
+    if a is None or b is None or a + b <= 0:
         return None
-    a = run[-1][part] - run[0][part]
-    b = run[-1][other] - run[0][other]
-    return a / (a + b) if a + b > 0 else None
+    return a / (a + b)
 
 
-def steps(points: Sequence[P], value: Callable[[P, P], float | None]) -> list[float | None]:
-    """`value` of each pair of neighbouring points (for a sparkline of rates)."""
+def fell(before: Sequence[float], after: Sequence[float], indexes: Iterable[int]) -> bool:
+    """Whether any counter at `indexes` went down (what counts restarted)."""
+    return any(after[i] < before[i] for i in indexes)
+
+
+def trend(points: Sequence[P], value: Callable[[P, P], float | None],
+          at_most: int = 24) -> list[float | None]:
+    """`value` between neighbouring points, over at most `at_most` evenly spread points."""
+    if len(points) > at_most:
+        stride = (len(points) - 1) / (at_most - 1)
+        points = [points[round(i * stride)] for i in range(at_most)]
     return [value(a, b) for a, b in pairwise(points)]
+
+
+def levels(points: Sequence[P], index: int, at_most: int = 24) -> list[float | None]:
+    if len(points) > at_most:
+        stride = (len(points) - 1) / (at_most - 1)
+        points = [points[round(i * stride)] for i in range(at_most)]
+    return [p[index] for p in points]
 
 
 def step_rate(index: int) -> Callable[[tuple[float, ...], tuple[float, ...]], float | None]:
@@ -82,7 +93,3 @@ def step_ratio(part: int, other: int
             return None
         return x / (x + y)
     return share
-
-
-def values(points: Iterable[tuple[float, ...]], index: int) -> list[float | None]:
-    return [p[index] for p in points]

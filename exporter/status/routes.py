@@ -8,6 +8,7 @@ Redis back)."""
 
 from __future__ import annotations
 
+import gzip
 import time
 
 from starlette.requests import Request
@@ -27,13 +28,19 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+GZIP_ABOVE = 16_384  # bytes of HTML: a page with many rows travels compressed
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def status_routes(state: StatusState) -> list[BaseRoute]:
     async def page(request: Request) -> Response:
         await state.freshen()
-        return HTMLResponse(render(state.build()), headers=PAGE_HEADERS)
+        body = render(state.build()).encode()
+        if len(body) > GZIP_ABOVE and "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=5, mtime=0)
+            return HTMLResponse(body, headers={**PAGE_HEADERS, "Content-Encoding": "gzip",
+                                               "Vary": "Accept-Encoding"})
+        return HTMLResponse(body, headers={**PAGE_HEADERS, "Vary": "Accept-Encoding"})
 
     async def api_status(request: Request) -> Response:
         await state.freshen()

@@ -9,7 +9,7 @@ from exporter.redis.collector import TargetStatus
 from exporter.slowqueries import SlowQuery
 from exporter.status import app_board as apps
 from exporter.status import redis_board as rb
-from exporter.status.ring import rate, ratio, since_reset, step_rate, step_ratio, steps, values
+from exporter.status.ring import increase, levels, rate, ratio, step_rate, step_ratio, trend
 from exporter.status.views import AppView, CacheView, PoolView, SlowQueryView, TargetView
 
 WINDOW_SECONDS = 300.0
@@ -51,9 +51,9 @@ def _fill_target(view: TargetView, reading: rb.TargetReading, now: float) -> Non
     view.commands_per_second = rate(recent, rb.COMMANDS)
     view.evictions_per_second = rate(recent, rb.EVICTED)
     everything = reading.history.window(0.0, reading.latest)
-    view.hit_ratio_trend = steps(everything, step_ratio(rb.HITS, rb.MISSES))
-    view.commands_trend = steps(everything, step_rate(rb.COMMANDS))
-    view.memory_trend = values(everything, rb.MEMORY)
+    view.hit_ratio_trend = trend(everything, step_ratio(rb.HITS, rb.MISSES))
+    view.commands_trend = trend(everything, step_rate(rb.COMMANDS))
+    view.memory_trend = levels(everything, rb.MEMORY)
 
 
 def app_view(reading: apps.ProducerReading, now: float) -> AppView:
@@ -68,19 +68,18 @@ def app_view(reading: apps.ProducerReading, now: float) -> AppView:
         if oldest is not None:
             p99, above = quantile(0.99, _delta(reading.buckets, oldest[1]))
             view.query_p99_seconds, view.query_p99_above_largest_bucket = p99, above
-        view.query_trend = steps(recent, step_rate(apps.QUERY_COUNT))
+        view.query_trend = trend(recent, step_rate(apps.QUERY_COUNT))
     if reading.has_http:
         view.sends_http = True
         view.request_rate_per_second = rate(recent, apps.REQUEST_COUNT)
         view.error_ratio = _error_ratio(recent)
-        view.request_trend = steps(recent, step_rate(apps.REQUEST_COUNT))
+        view.request_trend = trend(recent, step_rate(apps.REQUEST_COUNT))
     view.caches = _caches(reading, oldest, now)
     return view
 
 
 def _pool_view(pool: apps.Pool, recent: Sequence[apps.Point]) -> PoolView:
-    run = since_reset(recent, apps.TIMEOUTS)
-    timeouts = run[-1][apps.TIMEOUTS] - run[0][apps.TIMEOUTS] if len(run) > 1 else None
+    timeouts = increase(recent, apps.TIMEOUTS)
     return PoolView(pool.name, pool.system, pool.used, pool.idle, pool.max, pool.pending,
                     timeouts)
 
@@ -95,12 +94,10 @@ def _oldest_mark(reading: apps.ProducerReading, now: float) -> apps.Mark | None:
 
 
 def _error_ratio(recent: Sequence[apps.Point]) -> float | None:
-    run = since_reset(recent, apps.REQUEST_COUNT)
-    if len(run) < 2:
+    requests, errors = increase(recent, apps.REQUEST_COUNT), increase(recent, apps.ERROR_COUNT)
+    if not requests or errors is None:
         return None
-    requests = run[-1][apps.REQUEST_COUNT] - run[0][apps.REQUEST_COUNT]
-    errors = run[-1][apps.ERROR_COUNT] - run[0][apps.ERROR_COUNT]
-    return max(0.0, errors) / requests if requests > 0 else None
+    return errors / requests
 
 
 def _delta(now: apps.Buckets, then: apps.Buckets) -> apps.Buckets:

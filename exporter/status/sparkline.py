@@ -26,10 +26,9 @@ def sparkline(values: Sequence[float | None], label: str,
                 runs.append([])
             continue
         y = HEIGHT - 2 - (v - low) / spread * (HEIGHT - 4)
-        runs[-1].append(f"{i * step:.1f},{y:.1f}")
+        runs[-1].append(f"{i * step:.0f},{y:.0f}")
     lines = "".join(f'<polyline points="{" ".join(run)}"/>' for run in runs if len(run) > 1)
     name = escape(f"{label}: from {show(known[0])} to {show(known[-1])}, "
                   f"highest {show(high)}")
     return (f'<svg class="spark" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-            f'height="{HEIGHT}" role="img" aria-label="{name}"><title>{name}</title>'
-            f"{lines}</svg>")
+            f'height="{HEIGHT}" role="img"><title>{name}</title>{lines}</svg>')

@@ -22,7 +22,7 @@ from exporter.redis.target import RedisTarget
 from exporter.status import snapshot
 from exporter.status.app_board import FAMILIES, AppBoard, ProducerSeen
 from exporter.status.redis_board import RedisBoard
-from exporter.status.ring import Ring, rate, step_rate, steps
+from exporter.status.ring import Ring, rate, step_rate, trend
 from exporter.status.views import CountView, ReceiverView, Status
 
 STALE_AFTER_SECONDS = 10.0  # no scrape of a target for this long: the page scrapes it
@@ -65,8 +65,8 @@ class StatusState:
         return []
 
     def _sample_apps(self) -> None:
-        families, producers = self.otlp.status_view(FAMILIES)
-        self.app_board.observe(families, [ProducerSeen(*p) for p in producers])
+        series, producers = self.otlp.status_view(FAMILIES)
+        self.app_board.observe(series, [ProducerSeen(*p) for p in producers])
         counters = self.otlp.counters
         self.trouble.add((self.clock(), float(sum(counters.rejected.values())),
                           float(sum(counters.points_dropped.values()))))
@@ -156,7 +156,7 @@ class StatusState:
         everything = self.trouble.window(0.0)
         view.trouble_trend = [
             (a or 0.0) + (b or 0.0) if a is not None or b is not None else None
-            for a, b in zip(steps(everything, step_rate(1)), steps(everything, step_rate(2)),
+            for a, b in zip(trend(everything, step_rate(1)), trend(everything, step_rate(2)),
                             strict=True)]
         return view
 

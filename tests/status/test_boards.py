@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from exporter.exposition import Family, Sample, counter, gauge
+from exporter.exposition import Family, counter, gauge
+from exporter.otlp.state import Peeked
 from exporter.redis.collector import TargetStatus
 from exporter.status import snapshot
 from exporter.status.app_board import AppBoard, ProducerSeen
@@ -69,36 +70,37 @@ def test_a_target_going_down_records_when() -> None:
     assert reading.info["role"] == "master"  # what it was stays known while it is down
 
 
-def app_families(service: str, queries: list[float], requests: float, errors: float,
-                 hits: float, misses: float) -> list[Family]:
+def app_series(service: str, queries: list[int], requests: float, errors: float,
+               hits: float, misses: float) -> list[Peeked]:
+    """What the OTLP store holds for one producer, as the board reads it."""
     who = (("service_name", service), ("service_instance_id", "i-1"))
     pool = (("db_client_connection_pool_name", "main"), ("db_system_name", "postgresql"), *who)
-    count = Family("db_client_connection_count", "gauge", "")
-    count.add(7, (*pool, ("db_client_connection_state", "used")))
-    count.add(3, (*pool, ("db_client_connection_state", "idle")))
-    hist = Family("db_client_operation_duration_seconds", "histogram", "")
-    cumulative = 0.0
-    for le, n in zip(("0.01", "0.1", "1", "+Inf"), queries, strict=True):
-        cumulative += n
-        hist.samples.append(Sample("_bucket", (*who, ("le", le)), cumulative))
-    hist.samples.append(Sample("_count", who, cumulative))
-    http = Family("http_server_request_duration_seconds", "histogram", "")
-    http.samples.append(Sample("_count", (*who, ("http_response_status_code", "200")),
-                               requests - errors))
-    http.samples.append(Sample("_count", (*who, ("http_response_status_code", "503")), errors))
-    gets = Family("cache_gets_total", "counter", "")
-    gets.add(hits, (*who, ("cache_name", "trades"), ("cache_result", "hit")))
-    gets.add(misses, (*who, ("cache_name", "trades"), ("cache_result", "miss")))
-    return [count, gauge("db_client_connection_max", "", 20, pool), hist, http, gets]
+    return [
+        ("db_client_connection_count", (*pool, ("db_client_connection_state", "used")), 7,
+         (), ()),
+        ("db_client_connection_count", (*pool, ("db_client_connection_state", "idle")), 3,
+         (), ()),
+        ("db_client_connection_max", pool, 20, (), ()),
+        ("db_client_operation_duration_seconds", who, sum(queries), ("0.01", "0.1", "1"),
+         tuple(queries)),
+        ("http_server_request_duration_seconds", (*who, ("http_response_status_code", "200")),
+         requests - errors, (), ()),
+        ("http_server_request_duration_seconds", (*who, ("http_response_status_code", "503")),
+         errors, (), ()),
+        ("cache_gets_total", (*who, ("cache_name", "trades"), ("cache_result", "hit")), hits,
+         (), ()),
+        ("cache_gets_total", (*who, ("cache_name", "trades"), ("cache_result", "miss")), misses,
+         (), ()),
+    ]
 
 
 def test_app_board_gives_pool_usage_rates_p99_and_cache_ratio() -> None:
     clock = Clock()
     board = AppBoard(clock)
     seen = [ProducerSeen("api", "i-1", clock.t, 5.0)]
-    board.observe(app_families("api", [0, 0, 0, 0], 0, 0, 0, 0), seen)
+    board.observe(app_series("api", [0, 0, 0, 0], 0, 0, 0, 0), seen)
     clock.t += 30
-    board.observe(app_families("api", [90, 9, 1, 0], 300, 3, 80, 20), seen)
+    board.observe(app_series("api", [90, 9, 1, 0], 300, 3, 80, 20), seen)
     [reading] = board.readings()
     view = snapshot.app_view(reading, clock.t)
     [pool] = view.pools
@@ -114,7 +116,7 @@ def test_app_board_gives_pool_usage_rates_p99_and_cache_ratio() -> None:
 def test_a_producer_that_stops_pushing_is_shown_so_then_forgotten() -> None:
     clock = Clock()
     board = AppBoard(clock)
-    board.observe(app_families("api", [1, 0, 0, 0], 1, 0, 1, 0),
+    board.observe(app_series("api", [1, 0, 0, 0], 1, 0, 1, 0),
                   [ProducerSeen("api", "i-1", clock.t, None)])
     clock.t += 60
     board.observe([], [])
@@ -131,3 +133,31 @@ def test_quantile_as_prometheus_computes_it() -> None:
     assert snapshot.quantile(0.75, buckets) == (0.55, False)
     assert snapshot.quantile(0.99, ((1.0, 1.0), (math.inf, 100.0))) == (1.0, True)
     assert snapshot.quantile(0.99, ()) == (None, False)
+
+
+def test_the_board_reads_what_the_real_sdk_pushed() -> None:
+    from opentelemetry.metrics import Meter
+
+    from exporter.otlp.state import OtlpState
+    from exporter.status.app_board import FAMILIES
+    from tests.otlp.sdk import metrics_request
+
+    def record(meter: Meter) -> None:
+        attrs = {"db.client.connection.pool.name": "main", "db.system.name": "sqlite"}
+        meter.create_up_down_counter("db.client.connection.count").add(
+            4, {**attrs, "db.client.connection.state": "used"})
+        histogram = meter.create_histogram("db.client.operation.duration", unit="s")
+        for seconds in (0.001, 0.002, 0.3):
+            histogram.record(seconds, {"db.operation.name": "SELECT"})
+
+    request, _ = metrics_request(record, {"service.name": "api", "service.instance.id": "w1"})
+    otlp = OtlpState()
+    otlp.apply_metrics(request)
+    series, producers = otlp.status_view(FAMILIES)
+    board = AppBoard()
+    board.observe(series, [ProducerSeen(*p) for p in producers])
+    [reading] = board.readings()
+    assert (reading.service, reading.instance) == ("api", "w1")
+    assert reading.pools["main"].used == 4
+    assert reading.latest is not None and reading.latest[1] == 3  # queries counted
+    assert reading.buckets[-1] == (math.inf, 3.0)
