@@ -56,7 +56,7 @@ def build_sidecar(config: Config, web_config: WebConfig | None = None) -> Sideca
     connections = ConnectionStats()
     status = StatusState(config, redis, otlp, connections)
     state = WebState(config, redis, [otlp.collect, SelfCollector().collect, collect_auth,
-                                     connections.collect, redis.counters, status.sample_apps],
+                                     connections.collect, redis.counters],
                      on_redis=status.observe_redis)
     routes = [slow_queries_route(otlp.slow_queries), *status_routes(status)]
     web = _secured(build_web_app(state, routes), web_config, auths.get("web"))

@@ -1,6 +1,6 @@
 """What the status page knows of each app pushing over OTLP: its pools, query and request
 rates, query p99 and cache hit ratios, sampled from the OTLP store at most every
-`SPACING_SECONDS` (on `/metrics`, and when the page is opened)."""
+`SPACING_SECONDS` while the page is open."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """The status page's state: the boards, the receiver's recent trouble, and the one scrape of
 its own the page may trigger when no scrape passed recently.
 
-Nothing here runs unless `/metrics`, `/scrape` or one of the page's routes is requested: a
-sidecar whose page nobody opens pays one glance at the families of each `/metrics` (and at
-most one read of a few OTLP families every `app_board.SPACING_SECONDS`), nothing more."""
+When nobody opens the page, the only work is a glance at the Redis families of each `/metrics`
+and `/scrape` (for 50 targets, a fraction of a millisecond: bench/status_page.py). The OTLP
+store is sampled only when the page or `/api/status` is requested, at most every
+`app_board.SPACING_SECONDS`: app rates and trends cover the time since the page was opened, up
+to the window."""
 
 from __future__ import annotations
 
@@ -51,20 +53,13 @@ class StatusState:
         self._own_scrape_at = 0.0
         self._own_scrape: asyncio.Task[None] | None = None
 
-    # --- fed by /metrics and /scrape ---------------------------------------------------------
+    # --- fed by /metrics and /scrape, and by views ------------------------------------------
 
     def observe_redis(self, families: Sequence[Family], targets: Sequence[RedisTarget],
                       labelled: bool) -> None:
         self.redis_board.observe(families, [t.address for t in targets], labelled)
 
-    def sample_apps(self) -> list[Family]:
-        """A collector for `/metrics` that adds nothing to it: samples the OTLP store for the
-        page when a sample is due (in the worker thread that renders `/metrics`)."""
-        if self.app_board.due():
-            self._sample_apps()
-        return []
-
-    def _sample_apps(self) -> None:
+    def sample_apps(self) -> None:
         series, producers = self.otlp.status_view(FAMILIES)
         self.app_board.observe(series, [ProducerSeen(*p) for p in producers])
         counters = self.otlp.counters
@@ -81,7 +76,7 @@ class StatusState:
 
     async def freshen(self) -> None:
         if self.app_board.due():
-            await asyncio.to_thread(self._sample_apps)
+            await asyncio.to_thread(self.sample_apps)
         task = self._start_own_scrape()
         if task is not None:
             with contextlib.suppress(TimeoutError):
