@@ -22,6 +22,10 @@ CSP = (f"default-src 'none'; script-src 'self'; connect-src 'self'; style-src '{
 DASH = '<span class="muted" title="not known yet">\u2013</span>'
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def e(text: str) -> str:
     return escape(text, quote=True)
 
@@ -182,14 +186,15 @@ def receiver_section(r: ReceiverView, started: float, now: float) -> str:
     reasons = "".join(f'<li class="warn">{e(x)}</li>' for x in r.reasons)
     counts = "".join(f"<li>{e(c.what)}: {e(fmt.count(c.total))}</li>" for c in r.rejected)
     drops = "".join(f"<li>{e(c.what)}: {e(fmt.count(c.total))}</li>" for c in r.dropped)
-    trend = sparkline(r.trouble_trend, "rejections and drops per second, last 5 min",
-                      fmt.per_second)
+    line = sparkline(r.trouble_trend, "rejections and drops per second, last 5 min",
+                     fmt.per_second)
+    trend = f'<p class="trend">Rejections and drops per second: {line}</p>' if line else ""
     return (
         f"<p>{state}</p>"
         + (f'<ul class="reasons">{reasons}</ul>' if reasons else "")
         + f"<p>{e(fmt.count(r.requests))} pushes, {e(fmt.count(r.points_accepted))} data "
-        f"points and {e(fmt.count(r.spans_accepted))} spans accepted since "
-        f"{when(now, started)}; {e(fmt.count(r.producers))} producers followed; "
+        f"points and {e(fmt.count(r.spans_accepted))} spans accepted since the sidecar "
+        f"started {when(now, started)}; {e(plural(r.producers, 'producer'))} followed; "
         f"{e(fmt.count(r.series))} of {e(fmt.count(r.series_limit))} series, "
         f"{e(fmt.size(r.series_bytes))} of {e(fmt.size(r.series_bytes_limit))}.</p>"
         + "<h3>Rejected requests, by reason</h3>"
@@ -212,7 +217,8 @@ def summary(s: Status) -> str:
         redis = f"All {up} Redis targets up." if up != 1 else "The Redis target is up."
     pushing = sum(1 for a in s.apps if a.state == "pushing")
     stopped = len(s.apps) - pushing
-    apps = f" {pushing} app instances pushing" + (f", {stopped} stopped" if stopped else "")
+    apps = f" {plural(pushing, 'app instance')} pushing" + (
+        f", {stopped} stopped" if stopped else "")
     receiver = "; receiver accepting." if s.receiver.accepting else "; receiver NOT accepting."
     cls = "bad" if down or not s.receiver.accepting else "up"
     return f'<p id="summary" class="summary {cls}" role="status">{e(redis + apps + receiver)}</p>'

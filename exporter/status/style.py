@@ -22,9 +22,11 @@ th,td{text-align:left;vertical-align:top;padding:.35rem .6rem .35rem 0;border-bo
 th{font-size:.85rem;color:var(--muted);font-weight:600}
 td.n,th.n{text-align:right}
 code{font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;white-space:pre-wrap;word-break:break-word}
-.addr{font-weight:600;word-break:break-all;white-space:pre-wrap}
+.addr{font-weight:600;overflow-wrap:break-word;white-space:pre-wrap}
 .err{white-space:pre-wrap;word-break:break-word}
-.spark{display:block;margin-top:2px;color:var(--bar)}
+.spark{display:block;margin-top:2px;margin-left:auto;color:var(--bar)}
+.trend{display:flex;gap:.5rem;align-items:center}
+.trend .spark{margin:0}
 .spark polyline{fill:none;stroke:currentColor;stroke-width:1.5}
 meter{width:6rem;height:.8rem;vertical-align:middle}
 ul.reasons{margin:.2rem 0;padding-left:1.2rem}
@@ -33,7 +35,9 @@ footer{margin-top:2rem;font-size:.85rem;color:var(--muted)}
 body{padding:.6rem}
 table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:100%}
 table.cards thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
-table.cards tr{border:1px solid var(--line);border-radius:6px;margin:0 0 .6rem;padding:.3rem .5rem}
+table.cards tr{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.1rem .8rem;border:1px solid var(--line);border-radius:6px;margin:0 0 .6rem;padding:.3rem .5rem}
+table.cards td:first-child,table.cards td[data-label=Pools],table.cards td[data-label=Fingerprint]{grid-column:1/-1}
+table.cards caption{display:block;text-align:left}
 table.cards td{border:0;padding:.15rem 0;text-align:left}
 table.cards td::before{content:attr(data-label);display:block;font-size:.8rem;color:var(--muted)}
 }"""
