@@ -43,17 +43,19 @@ ONE_EXPORT_SECONDS = 0.5  # pushes this close to the first of an export are that
 LEARNED_GAPS = 8  # the interval is the longest of this many last gaps between exports
 MIN_GAPS = 2  # fewer gaps known (a producer seen once or twice): the staleness period rules
 MAX_PRODUCERS = 10_000  # producers followed at once; past it a new one ages by staleness only
+CUMULATIVE_TYPES = frozenset({"counter", "histogram", "exphistogram", "summary"})
 
 
 class Liveness:
     """When one producer pushed last, and the gaps between its last exports."""
 
-    __slots__ = ("expires", "gaps", "gone", "last", "start")
+    __slots__ = ("ended", "expires", "gaps", "gone", "last", "start")
 
     def __init__(self, now: float, staleness: float) -> None:
         self.start = self.last = now  # `start`: the first push of its latest export
         self.gaps: list[float] = []
         self.gone = False
+        self.ended = False  # it said its last word: only its cumulative series stay, a while
         self.expires = now + staleness
 
     def pushed(self, now: float, staleness: float) -> None:
@@ -202,6 +204,8 @@ class SeriesStore:
         self.producers: dict[tuple[str, str], Liveness] = {}
         self.producers_expired = 0
         self._pushing: Liveness | None = None  # the producer whose points are being put
+        self._ending: list[Liveness] = []  # producers that ended, their counts still shown
+        self._ends = False  # the points being put are an ending producer's last word
         self._ended = False  # a producer ended since the last prune
         self.now = clock()
         self._last_prune = self.now
@@ -212,7 +216,7 @@ class SeriesStore:
     def tick(self) -> None:
         """Read the clock once for a batch of updates; prune now and then."""
         self.now = self.clock()
-        self._pushing = None
+        self._pushing, self._ends = None, False
         if self.now - self._last_prune >= self.staleness_seconds / 4:
             self.prune()
 
@@ -224,15 +228,28 @@ class SeriesStore:
             live.pushed(self.now, self.staleness_seconds)
         elif len(self.producers) < MAX_PRODUCERS:
             live = self.producers[producer] = Liveness(self.now, self.staleness_seconds)
-        self._pushing = live
+        self._pushing, self._ends = live, False
 
     def ended(self, producer: tuple[str, str]) -> None:
-        """`producer` said its last word (a clean exit): its series still held go at the next
-        prune, without waiting for it to miss any interval, and it is not counted as expired."""
+        """`producer` said its last word (a clean exit): it is no longer followed nor counted
+        as expired. Its gauges end at once (`end`); its counters, histograms and summaries keep
+        their final values for as long as it would have taken to miss its intervals, so every
+        scraper sees what it counted last (a recycled worker's last requests are not lost)."""
         live = self.producers.pop(producer, None)
         if live is not None:
-            live.gone = self._ended = True
-        self._pushing = None
+            live.expires = self.now + live.deadline(self.staleness_seconds)
+            live.ended = self._ended = True
+            self._ending.append(live)
+            if len(self._ending) > MAX_PRODUCERS:
+                self._ending[0].gone = True
+        self._pushing, self._ends = None, True
+
+    def end(self, fam: MetricFamily, labels: Labels) -> None:
+        """A point flagged "no recorded value": the series ends now, unless it is a cumulative
+        one in an ending producer's last word (it stays until that producer is forgotten, see
+        `ended`)."""
+        if not (self._ends and fam.type in CUMULATIVE_TYPES):
+            self.remove(fam, labels)
 
     def _expire_producers(self) -> bool:
         """Forget the producers past their deadline; True when a producer went since the last
@@ -241,7 +258,12 @@ class SeriesStore:
         for key in dead:
             self.producers.pop(key).gone = True
         self.producers_expired += len(dead)
-        went, self._ended = bool(dead) or self._ended, False
+        done = [live for live in self._ending if live.expires < self.now or live.gone]
+        for live in done:
+            live.gone = True
+        if done:
+            self._ending = [live for live in self._ending if not live.gone]
+        went, self._ended = bool(dead) or bool(done) or self._ended, False
         return went
 
     def family(self, name: str, type_: str, help_: str) -> MetricFamily | None:
@@ -414,8 +436,10 @@ class SeriesStore:
         went = self._expire_producers()
         for name, fam in list(self.families.items()):
             if went:
+                kept = fam.type in CUMULATIVE_TYPES
                 stale = [labels for labels, s in fam.series.items()
-                         if s.seen < cutoff or (s.producer is not None and s.producer.gone)]
+                         if s.seen < cutoff or (s.producer is not None and (
+                             s.producer.gone or (s.producer.ended and not kept)))]
             else:
                 stale = [labels for labels, s in fam.series.items() if s.seen < cutoff]
             for labels in stale:

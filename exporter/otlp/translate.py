@@ -279,7 +279,7 @@ def _numbers(
         if batch.too_new(dp.time_unix_nano):
             continue
         if dp.flags & NO_RECORDED_VALUE:
-            store.remove(fam, labels)
+            store.end(fam, labels)
             out.accepted += 1
             continue
         value = dp.as_double if which == "as_double" else dp.as_int
@@ -321,7 +321,7 @@ def _each_histogram_point(batch: _Batch, fam: MetricFamily, data: Any,
         elif batch.too_new(dp.time_unix_nano):
             pass
         elif dp.flags & NO_RECORDED_VALUE:
-            store.remove(fam, labels)
+            store.end(fam, labels)
             out.accepted += 1
         else:
             apply(batch, fam, labels, dp, delta)
@@ -407,7 +407,7 @@ def _summary_points(batch: _Batch, fam: MetricFamily, metric: Metric) -> None:
         elif batch.too_new(dp.time_unix_nano):
             pass
         elif dp.flags & NO_RECORDED_VALUE:
-            store.remove(fam, labels)
+            store.end(fam, labels)
             out.accepted += 1
         elif store.put_summary(fam, labels, quantiles, dp.count, dp.sum, dp.time_unix_nano):
             out.accepted += 1

@@ -7,6 +7,7 @@ The app and the sidecar are real processes talking OTLP/HTTP over loopback.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.support.sidecar import run_sidecar
 
 pytestmark = pytest.mark.e2e
 
+CUMULATIVE_LINE = re.compile(r"[a-z_]+(_total|_bucket|_sum|_count)\{")
 SDK_NOISE = "opentelemetry."  # any record of the SDK's exporters
 
 
@@ -107,9 +109,12 @@ def test_exit_with_the_sidecar_hung_waits_about_a_second() -> None:
     assert len(lines(log, "is unreachable")) == 1, log
 
 
-def test_a_worker_that_exits_cleanly_is_gone_from_metrics_at_once() -> None:
-    """Its last export is followed by one that ends every series it sent: the sidecar drops
-    them, and its target_info, then, not after its 5-minute staleness window."""
+def test_a_worker_that_exits_cleanly_takes_its_gauges_and_leaves_its_last_counts() -> None:
+    """Its last export is followed by one that ends every series it sent: the sidecar drops its
+    gauges (pool state, capacity) and its target_info then, not after its 5-minute staleness
+    window; its counters and histograms keep their final values until it would have been taken
+    for dead, so a scraper sees what it counted last (issue 13: a recycled worker's last
+    requests were lost)."""
     port = free_port()
     with run_sidecar(["--redis.addr=", f"--otlp.listen-address=127.0.0.1:{port}"],
                      wait=False) as sidecar:
@@ -126,4 +131,9 @@ def test_a_worker_that_exits_cleanly_is_gone_from_metrics_at_once() -> None:
 
         assert poll(lambda: app_series() or None, "the app's series")
         _, log = app.exit_seconds()
-        assert app_series() == [], log
+        left = app_series()
+        assert [line for line in left if not CUMULATIVE_LINE.match(line)] == [], log
+        gauges = ("db_client_connection_count{", "db_client_connection_max{", "target_info{")
+        assert not [line for line in left if line.startswith(gauges)], log
+        assert any(line.startswith("db_client_operation_duration_seconds_count{")
+                   for line in left), left

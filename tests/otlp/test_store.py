@@ -359,6 +359,43 @@ def test_a_producer_that_ends_cleanly_goes_at_once_and_is_not_counted_as_expired
     assert ("g", "a") in _held(store, clock, 51)
 
 
+def test_an_ending_producers_counts_stay_until_it_would_have_been_taken_for_dead() -> None:
+    """A recycled worker's last word: its gauges end at once, its counters and histograms keep
+    their final values for three of its intervals and a second (a scraper every 15 s sees the
+    last count of a worker exporting every 10 s), then go; it is not counted as expired."""
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=300, clock=clock)
+    labels = (("service_instance_id", "a"),)
+    for at in range(0, 50, 10):
+        _push(store, clock, at, P, "g")
+        counter = store.family("c_total", "counter", "")
+        assert counter is not None
+        store.put_number(counter, labels, at, 0, False)
+    clock.now += 1
+    store.tick()
+    store.ended(P)
+    gauge = store.family("g", "gauge", "")
+    assert gauge is not None
+    store.end(gauge, labels)
+    store.end(counter, labels)
+    assert _held(store, clock, 41.5) == {("c_total", "a")}
+    assert _values(store.collect(), "c_total") == {labels: 40}
+    assert _held(store, clock, 40 + 1 + 30) == {("c_total", "a")}
+    assert _held(store, clock, 40 + 1 + 31.5) == set()
+    assert store.producers_expired == 0
+
+
+def test_a_live_producers_ended_counter_goes_at_once() -> None:
+    clock = Clock()
+    store = SeriesStore(staleness_seconds=300, clock=clock)
+    _push(store, clock, 0, P, "g")
+    counter = store.family("c_total", "counter", "")
+    assert counter is not None
+    store.put_number(counter, (("service_instance_id", "a"),), 1, 0, False)
+    store.end(counter, (("service_instance_id", "a"),))
+    assert _held(store, clock, 1) == {("g", "a"), ("target_info", "a")}
+
+
 def test_producers_past_the_cap_age_by_staleness_only(monkeypatch: pytest.MonkeyPatch) -> None:
     from exporter.otlp import store as store_module
 
