@@ -124,9 +124,12 @@ def check_the_page(tab: Tab, redis: RedisServer) -> None:
     redis.restart()
     poll(up, "the target shown up again", timeout=30, interval=0.5)
 
-    violations = axe_violations(tab)
-    serious = [v for v in violations if v["impact"] in ("serious", "critical")]
-    assert not serious, json.dumps(serious, indent=1)[:4000]
+    for width, height in ((1280, 900), (390, 844)):  # a laptop, then a phone (rows as cards)
+        page.set_viewport_size({"width": width, "height": height})
+        violations = axe_violations(tab)
+        serious = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not serious, (width, json.dumps(serious, indent=1)[:4000])
+        print(f"axe-core at {width} px: {[(v['id'], v['impact']) for v in violations]}")
     assert tab.outside() == [], tab.outside()
     assert tab.console_errors == [] and tab.page_errors == [], tab.console_errors
     assert set(tab.requests) <= {tab.base_url + p for p in ("/", "/status.js", "/favicon.ico")}

@@ -99,3 +99,30 @@ def test_the_page_adds_nothing_to_metrics() -> None:
         assert after == before
 
     run([f"--redis.addr={SHARED}"], check)
+
+
+def test_a_recent_scrape_spares_the_page_its_own() -> None:
+    async def check(client: httpx.AsyncClient, sidecar: Any) -> None:
+        await client.get("/metrics")
+        for _ in range(3):
+            assert (await client.get("/")).status_code == 200
+        assert sidecar.redis.round_trips[SHARED] == 1  # Prometheus's, none of the page's
+
+    run([f"--redis.addr={SHARED}"], check)
+
+
+def test_readyz_is_503_at_the_receivers_connection_limit() -> None:
+    config = load_config(["--redis.addr="], {})
+    sidecar = build_sidecar(config)
+    listener = sidecar.connections.listener("otlp", config.server)
+    listener.open = config.server.max_connections
+
+    async def main() -> httpx.Response:
+        transport = httpx.ASGITransport(app=sidecar.web_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sidecar") as client:
+            return await client.get("/readyz")
+
+    ready = asyncio.run(main())
+    assert ready.status_code == 503
+    [reason] = ready.json()["receiver"]["reasons"]
+    assert reason.startswith("at its connection limit")
