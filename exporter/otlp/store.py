@@ -453,10 +453,6 @@ class SeriesStore:
         self.prune()
         return [_render(fam) for fam in self.families.values()]
 
-    def collect_named(self, names: Iterable[str]) -> list[Family]:
-        """The families named, as `collect` renders them, without pruning (read only)."""
-        return [_render(self.families[name]) for name in names if name in self.families]
-
 
 def _span(a: dict[int, int], b: dict[int, int], same_scale: bool) -> int:
     keys = [*a, *b]
