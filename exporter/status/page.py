@@ -212,7 +212,8 @@ def summary(s: Status) -> str:
         redis = "No Redis target configured."
     elif down:
         names = ", ".join(f"{t.address} ({t.error or 'down'})" for t in down)
-        redis = f"{len(down)} of {len(s.targets)} Redis targets DOWN: {names}."
+        redis = (f"The Redis target is DOWN: {names}." if len(s.targets) == 1 else
+                 f"{len(down)} of {len(s.targets)} Redis targets DOWN: {names}.")
     else:
         redis = f"All {up} Redis targets up." if up != 1 else "The Redis target is up."
     pushing = sum(1 for a in s.apps if a.state == "pushing")

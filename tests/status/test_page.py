@@ -21,7 +21,7 @@ def test_a_target_down_says_so_in_words_with_its_reason_and_since_when() -> None
     assert "▼ down" in html and "timeout after 5s" in html
     assert 'title="2027-01-15T07:59:58Z">2 s ago</time> in 5 s' in html
     assert "1 min 15 s ago" in html
-    assert "1 of 1 Redis targets DOWN: redis://cache:6379 (timeout after 5s)." in html
+    assert "The Redis target is DOWN: redis://cache:6379 (timeout after 5s)." in html
     assert "<title>1 down · " in html
 
 
