@@ -136,9 +136,8 @@ def check_the_page(tab: Tab, redis: RedisServer) -> None:
 
 
 def test_hostile_strings_stay_text_in_the_dom(tmp_path: Path) -> None:
-    sockets = tmp_path / "s"
-    sockets.mkdir()
-    target = f'unix://{sockets}/"><img src=x onerror=window.__pwned=7>.sock'
+    target = (f"unix://{tmp_path}/<script>window.__pwned = 8</script>"
+              '"><img src=x onerror=window.__pwned=7>.sock')  # no such socket: a target down
     with run_sidecar([f"--redis.addr={target}"]) as sidecar:
         env = app_env(sidecar.otlp_url, "ignored")
         subprocess.run([sys.executable, hostile_producer.__file__], env=env, cwd=ROOT,
