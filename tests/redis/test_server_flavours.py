@@ -223,6 +223,7 @@ def assert_same_as_redis_exporter(go_text: str, ours: str) -> None:
     ("redis-7.0.15-master.json", None),
     ("valkey-8.0-dev-info.txt", None),
     ("keydb-6.3.4-cluster-info.txt", None),
+    ("dragonfly-dev-info.txt", None),
     ("valkey-8.0-sentinel.json", None),
     # Written by hand where nothing recorded was found.
     ("valkey-8.0-info.txt", "valkey-8.0-cluster-info.txt"),
