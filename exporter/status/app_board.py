@@ -9,10 +9,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from exporter.otlp.state import Peeked
 from exporter.status.ring import Ring, fell
 
+V = TypeVar("V")
 SPACING_SECONDS = 5.0
 HISTORY_POINTS = 60  # 5 minutes of points 5 s apart
 MARK_SPACING_SECONDS = 30.0  # histogram and cache marks: 11 of them cover 5 minutes
@@ -145,6 +147,12 @@ class AppBoard:
     def readings(self) -> list[ProducerReading]:
         with self._lock:
             return list(self.producers.values())
+
+    def views(self, view: Callable[[ProducerReading], V]) -> list[V]:
+        """`view` of every reading, under the lock a sample in a worker thread takes to apply
+        (its rings must not change while a view reads them)."""
+        with self._lock:
+            return [view(reading) for reading in self.producers.values()]
 
 
 def _update(reading: ProducerReading, tally: _Tally, now: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -48,6 +49,7 @@ class StatusState:
         self.redis_board = RedisBoard(clock)
         self.app_board = AppBoard(clock)
         self.trouble: Ring[Trouble] = Ring(60, 5.0)
+        self._trouble_lock = threading.Lock()  # added to in a worker thread, read on the loop
         self.started = clock()
         self.own_scrapes = 0
         self._own_scrape_at = 0.0
@@ -63,8 +65,10 @@ class StatusState:
         series, producers = self.otlp.status_view(FAMILIES)
         self.app_board.observe(series, [ProducerSeen(*p) for p in producers])
         counters = self.otlp.counters
-        self.trouble.add((self.clock(), float(sum(counters.rejected.values())),
-                          float(sum(counters.points_dropped.values()))))
+        point = (self.clock(), float(sum(counters.rejected.values())),
+                 float(sum(counters.points_dropped.values())))
+        with self._trouble_lock:
+            self.trouble.add(point)
 
     # --- before a view -----------------------------------------------------------------------
 
@@ -131,7 +135,9 @@ class StatusState:
         if store.bytes >= 0.95 * store.max_bytes:
             view.reasons.append("the /metrics size budget is nearly spent: points of new "
                                 "series are dropped")
-        recent = self.trouble.window(now - snapshot.WINDOW_SECONDS)
+        with self._trouble_lock:
+            everything = self.trouble.window(0.0)
+        recent = [p for p in everything if p[0] >= now - snapshot.WINDOW_SECONDS]
         view.requests = sum(counters.requests.values())
         view.points_accepted, view.spans_accepted = (counters.points_accepted,
                                                     counters.spans_accepted)
@@ -148,7 +154,6 @@ class StatusState:
         view.series, view.series_limit = store.series_count, store.max_series_total
         view.series_bytes, view.series_bytes_limit = store.bytes, store.max_bytes
         view.producers = len(store.producers)
-        everything = self.trouble.window(0.0)
         view.trouble_trend = [
             (a or 0.0) + (b or 0.0) if a is not None or b is not None else None
             for a, b in zip(trend(everything, step_rate(1)), trend(everything, step_rate(2)),
@@ -163,7 +168,7 @@ class StatusState:
         targets = [snapshot.target_view(a, self.redis.status.get(a), readings.get(a), now)
                    for a in addresses]
         targets.sort(key=lambda t: (t.state == "up", t.address))
-        apps = [snapshot.app_view(r, now) for r in self.app_board.readings()]
+        apps = self.app_board.views(lambda reading: snapshot.app_view(reading, now))
         apps.sort(key=lambda a: (a.state == "pushing", a.service, a.instance))
         slow = [snapshot.slow_view(e) for e in self.otlp.slow_queries.top(SLOW_QUERIES_SHOWN)]
         receiver = self.receiver(now)
