@@ -57,11 +57,13 @@ class Recording:
 
 def load_recording(path: Path) -> Recording:
     """A JSON fixture: {"source": ..., "info": [lines] or "info_file": name beside it,
-    "cluster_info": ..., "config": {...}, "config_multi": bool, "refused": [first words],
-    "replies": [{"command": [...], "reply": ...}]}. In a reply, {"error": "..."} is an error."""
+    "cluster_info" or "cluster_info_file" likewise, "config": {...}, "config_multi": bool,
+    "refused": [first words], "replies": [{"command": [...], "reply": ...}]}. In a reply,
+    {"error": "..."} is an error."""
     data = json.loads(path.read_text())
-    if "info_file" in data:
-        data["info"] = (path.parent / data["info_file"]).read_bytes().decode()
+    for key in ("info", "cluster_info"):
+        if f"{key}_file" in data:
+            data[key] = (path.parent / data[f"{key}_file"]).read_bytes().decode()
 
     def text(value: Any) -> str | None:
         if value is None:

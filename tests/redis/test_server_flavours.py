@@ -74,6 +74,21 @@ def test_valkey_cluster_info_dashed_fields() -> None:
     assert len(got) == 17
 
 
+@pytest.mark.parametrize("name, fields", [
+    ("redis-7.0.15-cluster-failover-cluster-info.txt",
+     {"auth_req_sent": 3, "auth_ack_received": 3, "mfstart_sent": 1}),
+    ("redis-7.0.15-cluster-voter-cluster-info.txt",
+     {"auth_ack_sent": 1, "auth_req_received": 1}),
+])
+def test_recorded_cluster_info_dashed_fields(name: str, fields: dict[str, int]) -> None:
+    """CLUSTER INFO recorded from a real Redis 7.0 cluster after a CLUSTER FAILOVER: the
+    promoted replica asked for votes (auth-req), a master voted (auth-ack)."""
+    got = plain(cluster_families(fixture(name)))
+    for field, value in fields.items():
+        assert got[f"redis_cluster_stats_messages_{field}"] == ("gauge", value)
+    assert not [name for name in got if "-" in name]
+
+
 def test_keydb_fields() -> None:
     info = parse_info(fixture("keydb-6.3-info.txt"))
     got = plain(info_families(info))
@@ -221,6 +236,7 @@ def assert_same_as_redis_exporter(go_text: str, ours: str) -> None:
     ("redis-2.8.12.json", None),
     ("redis-4.0.9.json", None),
     ("redis-7.0.15-master.json", None),
+    ("redis-7.0.15-cluster-failover.json", None),
     ("valkey-8.0-dev-info.txt", None),
     ("keydb-6.3.4-cluster-info.txt", None),
     ("dragonfly-dev-info.txt", None),
