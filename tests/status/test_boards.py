@@ -161,3 +161,44 @@ def test_the_board_reads_what_the_real_sdk_pushed() -> None:
     assert reading.pools["main"].used == 4
     assert reading.latest is not None and reading.latest[1] == 3  # queries counted
     assert reading.buckets[-1] == (math.inf, 3.0)
+
+
+def test_views_read_while_a_worker_thread_samples() -> None:
+    import threading
+
+    from opentelemetry.metrics import Meter
+
+    from exporter.otlp.state import OtlpState
+    from exporter.status.app_board import FAMILIES
+    from tests.otlp.sdk import metrics_request
+
+    def record(meter: Meter) -> None:
+        meter.create_counter("cache.gets").add(1, {"cache.name": "c", "cache.result": "hit"})
+
+    otlp = OtlpState()
+    for i in range(50):
+        request, _ = metrics_request(record, {"service.name": "api", "service.instance.id": str(i)})
+        otlp.apply_metrics(request)
+    clock = Clock()
+    board = AppBoard(clock)
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        try:
+            while not stop.is_set():
+                clock.t += 5  # every sample adds a point to every ring
+                series, producers = otlp.status_view(FAMILIES)
+                board.observe(series, [ProducerSeen(*p) for p in producers])
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            failures.append(exc)
+
+    worker = threading.Thread(target=sample)
+    worker.start()
+    try:
+        for _ in range(300):
+            board.views(lambda reading: snapshot.app_view(reading, clock.t))
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
