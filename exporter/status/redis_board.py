@@ -87,8 +87,8 @@ class RedisBoard:
                 return
             reading = self.targets[address] = TargetReading(address)
         up = values.get("up") == 1
-        if reading.seen and up != reading.up:
-            reading.changed = now
+        if (reading.seen and up != reading.up) or (not reading.seen and not up):
+            reading.changed = now  # a target down when first seen is down since then
         reading.up, reading.seen = up, now
         if not up:
             reading.values = {"duration": values.get("duration", 0.0)}

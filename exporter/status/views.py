@@ -17,7 +17,8 @@ class TargetView:
     address: str
     state: str  # "up", "down" or "not scraped yet"
     error: str = ""
-    changed_at: float = 0.0  # when it went up or down, as far as this page saw
+    changed_at: float = 0.0  # when it went up or down (or was first seen down) as far as
+    # the sidecar saw; 0 for a target up since it was first seen
     role: str = ""
     server: str = ""  # "Redis 7.0.15", "Valkey 8.0.1"
     uptime_seconds: float | None = None

@@ -70,6 +70,17 @@ def test_a_target_going_down_records_when() -> None:
     assert reading.info["role"] == "master"  # what it was stays known while it is down
 
 
+def test_a_target_down_when_first_seen_is_down_since_then() -> None:
+    clock = Clock()
+    board = RedisBoard(clock)
+    board.observe(redis_families(0, 0, 0, 0), ["redis://a:6379"], False)
+    first = clock.t
+    clock.t += 5
+    board.observe(redis_families(0, 0, 0, 0), ["redis://a:6379"], False)
+    [reading] = board.readings()
+    assert (reading.up, reading.changed) == (False, first)
+
+
 def app_series(service: str, queries: list[int], requests: float, errors: float,
                hits: float, misses: float) -> list[Peeked]:
     """What the OTLP store holds for one producer, as the board reads it."""
