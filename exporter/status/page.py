@@ -11,7 +11,14 @@ from html import escape
 from exporter.status import fmt
 from exporter.status.sparkline import sparkline
 from exporter.status.style import STYLE
-from exporter.status.views import AppView, ReceiverView, SlowQueryView, Status, TargetView
+from exporter.status.views import (
+    AppView,
+    ReceiverView,
+    ServiceView,
+    SlowQueryView,
+    Status,
+    TargetView,
+)
 
 REFRESH_SECONDS = 5
 FINGERPRINT_SHOWN = 300
@@ -165,6 +172,34 @@ def app_row(a: AppView, now: float, lines: bool = True) -> str:
     )) + "</tr>"
 
 
+def service_row(v: ServiceView) -> str:
+    instances = f"{v.pushing} pushing"
+    if v.stopped:
+        instances += f', <span class="bad">{v.stopped} stopped</span>'
+    pools = DASH
+    if v.pool_max:
+        pools = e(f"{fmt.count(v.pool_used)} of {fmt.count(v.pool_max)} used "
+                  f"({fmt.percent(v.pool_used / v.pool_max)})")
+    waiting = e(f"{fmt.count(v.pending_requests)} waiting")
+    if v.pending_requests:
+        waiting = f'<span class="bad">{waiting}</span>'
+    timeouts = e(f"{fmt.count(v.timeouts_in_window)} timeouts")
+    if v.timeouts_in_window:
+        timeouts = f'<span class="bad">{timeouts}</span>'
+    errors = shown(v.error_ratio, fmt.percent)
+    if v.error_ratio:
+        errors = f'<span class="bad">{errors}</span>'
+    requests = DASH if v.request_rate_per_second is None else \
+        f"{e(fmt.per_second(v.request_rate_per_second))}, {errors} errors"
+    return "<tr>" + "".join((
+        cell("Service", f'<span class="addr">{e(v.service)}</span>'),
+        cell("Instances", instances),
+        cell("Pools", f"{pools}, {waiting}, {timeouts} in 5 min"),
+        cell("Queries", shown(v.query_rate_per_second, fmt.per_second), True),
+        cell("Requests", requests, True),
+    )) + "</tr>"
+
+
 def slow_row(q: SlowQueryView, now: float) -> str:
     text = q.fingerprint
     cut = text if len(text) <= FINGERPRINT_SHOWN else text[:FINGERPRINT_SHOWN] + "…"
@@ -241,6 +276,14 @@ def render(s: Status) -> str:
          ("Pools", False), ("Queries", True), ("Requests", True), ("Cache hit ratio", False)],
         [app_row(a, now, len(s.apps) <= SPARKLINE_ROWS) for a in s.apps],
         "Rates, p99 and ratios over the last 5 min")
+    services = ""
+    if any(v.pushing + v.stopped > 1 for v in s.services):
+        services = table(
+            [("Service", False), ("Instances", False), ("Pools, all instances", False),
+             ("Queries", True), ("Requests", True)],
+            [service_row(v) for v in s.services],
+            "Each service's instances summed; rates over the last 5 min") + \
+            '<h3 id="h-instances">Instances</h3>'
     slow = table(
         [("Fingerprint", False), ("Service", False), ("Calls", True), ("Mean", True),
          ("Max", True), ("Last seen", False)],
@@ -266,7 +309,7 @@ UTC</time>.</span> Updates every {REFRESH_SECONDS} s.
 <section aria-labelledby="h-redis"><h2 id="h-redis">Redis targets</h2>
 {targets if s.targets else "<p>No Redis target configured.</p>"}</section>
 <section aria-labelledby="h-apps"><h2 id="h-apps">Apps pushing over OTLP</h2>
-{apps if s.apps else "<p>No app has pushed metrics yet.</p>"}</section>
+{services + apps if s.apps else "<p>No app has pushed metrics yet.</p>"}</section>
 <section aria-labelledby="h-slow"><h2 id="h-slow">Slowest queries</h2>
 {slow if s.slow_queries else "<p>No slow query recorded.</p>"}</section>
 <section aria-labelledby="h-otlp"><h2 id="h-otlp">OTLP receiver</h2>

@@ -10,7 +10,14 @@ from exporter.slowqueries import SlowQuery
 from exporter.status import app_board as apps
 from exporter.status import redis_board as rb
 from exporter.status.ring import increase, levels, rate, ratio, step_rate, step_ratio, trend
-from exporter.status.views import AppView, CacheView, PoolView, SlowQueryView, TargetView
+from exporter.status.views import (
+    AppView,
+    CacheView,
+    PoolView,
+    ServiceView,
+    SlowQueryView,
+    TargetView,
+)
 
 WINDOW_SECONDS = 300.0
 
@@ -145,3 +152,37 @@ def slow_view(entry: SlowQuery) -> SlowQueryView:
     return SlowQueryView(entry.service_name, entry.fingerprint, entry.calls,
                          entry.total_seconds / entry.calls if entry.calls else 0.0,
                          entry.max_seconds, entry.last_seen)
+
+
+def service_views(apps: Sequence[AppView]) -> list[ServiceView]:
+    services: dict[str, ServiceView] = {}
+    for app in apps:
+        total = services.get(app.service)
+        if total is None:
+            total = services[app.service] = ServiceView(app.service)
+        if app.state != "pushing":
+            total.stopped += 1
+            continue
+        total.pushing += 1
+        for pool in app.pools:
+            total.pool_used += pool.used
+            total.pool_max += pool.max or 0.0
+            total.pending_requests += pool.pending_requests
+            total.timeouts_in_window += pool.timeouts_in_window or 0.0
+        total.request_rate_per_second = _plus(total.request_rate_per_second,
+                                              app.request_rate_per_second)
+        if app.request_rate_per_second is not None and app.error_ratio is not None:
+            total.error_rate_per_second = _plus(total.error_rate_per_second,
+                                                app.error_ratio * app.request_rate_per_second)
+        total.query_rate_per_second = _plus(total.query_rate_per_second,
+                                            app.query_rate_per_second)
+    for total in services.values():
+        if total.request_rate_per_second and total.error_rate_per_second is not None:
+            total.error_ratio = total.error_rate_per_second / total.request_rate_per_second
+    return sorted(services.values(), key=lambda v: v.service)
+
+
+def _plus(total: float | None, value: float | None) -> float | None:
+    if value is None:
+        return total
+    return value if total is None else total + value

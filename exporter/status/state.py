@@ -174,7 +174,7 @@ class StatusState:
         receiver = self.receiver(now)
         return Status(now, __version__, self.started, snapshot.WINDOW_SECONDS,
                       receiver.accepting, targets, apps, slow, len(self.otlp.slow_queries),
-                      receiver)
+                      receiver, snapshot.service_views(apps))
 
 
 def _recent(what: str, per_second: float | None, seconds: float) -> list[str]:

@@ -74,6 +74,23 @@ class AppView:
 
 
 @dataclass(slots=True)
+class ServiceView:
+    """A service's instances summed: the line to read first when there are many."""
+
+    service: str
+    pushing: int = 0
+    stopped: int = 0
+    pool_used: float = 0.0
+    pool_max: float = 0.0
+    pending_requests: float = 0.0
+    timeouts_in_window: float = 0.0
+    request_rate_per_second: float | None = None
+    error_rate_per_second: float | None = None
+    query_rate_per_second: float | None = None
+    error_ratio: float | None = None
+
+
+@dataclass(slots=True)
 class SlowQueryView:
     service: str
     fingerprint: str
@@ -119,7 +136,7 @@ class Status:
     slow_queries: list[SlowQueryView]
     slow_query_fingerprints: int
     receiver: ReceiverView
-    notes: list[str] = field(default_factory=list)
+    services: list[ServiceView] = field(default_factory=list)
 
     @property
     def targets_down(self) -> list[TargetView]:

@@ -34,3 +34,26 @@ def test_an_app_that_stopped_pushing_and_its_pool_waiting() -> None:
     assert '<span class="bad">3 waiting</span>' in html
     assert "2 timeouts in 5 min" in html
     assert "40 s ago" in html
+
+
+def test_many_instances_are_summed_per_service_first() -> None:
+    from exporter.status.snapshot import service_views
+
+    def instance(name: str, state: str, used: float, pending: float) -> AppView:
+        return AppView("api", name, state, NOW - 1, pools=[
+            PoolView("main", "postgresql", used, 0, 20, pending, 1)],
+            request_rate_per_second=10.0, error_ratio=0.1, sends_http=True)
+
+    apps = [instance("w-1", "pushing", 5, 0), instance("w-2", "pushing", 15, 2),
+            instance("w-3", "stopped pushing", 20, 9)]
+    [api] = service_views(apps)
+    assert (api.pushing, api.stopped, api.pool_used, api.pool_max) == (2, 1, 20, 40)
+    assert (api.pending_requests, api.timeouts_in_window) == (2, 2)
+    assert api.request_rate_per_second == 20.0
+    assert api.error_ratio is not None and abs(api.error_ratio - 0.1) < 1e-9
+    page = status([], apps)
+    page.services = [api]
+    html = render(page)
+    assert '2 pushing, <span class="bad">1 stopped</span>' in html
+    assert "20 of 40 used (50 %)" in html and '<span class="bad">2 waiting</span>' in html
+    assert "20 /s, " in html
