@@ -4,11 +4,13 @@ Every string from outside (addresses, errors, service names, fingerprints) is es
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from html import escape
 
 from exporter.status import fmt
+from exporter.status.snapshot import SPARKLINE_ROWS
 from exporter.status.sparkline import sparkline
 from exporter.status.style import STYLE
 from exporter.status.views import (
@@ -22,7 +24,6 @@ from exporter.status.views import (
 
 REFRESH_SECONDS = 5
 FINGERPRINT_SHOWN = 300
-SPARKLINE_ROWS = 20  # more app instances than this: their rows go without sparklines
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
 CSP = (f"default-src 'none'; script-src 'self'; connect-src 'self'; style-src '{STYLE_HASH}'; "
        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -33,8 +34,15 @@ def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def e(text: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _escaped(text: str) -> str:
     return escape(text, quote=True)
+
+
+def e(text: str) -> str:
+    """Escaped for HTML text and attribute values; short strings (labels, units, names,
+    figures) repeat on every row and every view, so they are remembered."""
+    return _escaped(text) if len(text) <= 128 else escape(text, quote=True)
 
 
 def when(now: float, t: float) -> str:

@@ -20,6 +20,7 @@ from exporter.status.views import (
 )
 
 WINDOW_SECONDS = 300.0
+SPARKLINE_ROWS = 20  # more app instances than this: no trends for them (nor their lines)
 
 
 def target_view(address: str, status: TargetStatus | None, reading: rb.TargetReading | None,
@@ -63,7 +64,7 @@ def _fill_target(view: TargetView, reading: rb.TargetReading, now: float) -> Non
     view.memory_trend = levels(everything, rb.MEMORY)
 
 
-def app_view(reading: apps.ProducerReading, now: float) -> AppView:
+def app_view(reading: apps.ProducerReading, now: float, trends: bool = True) -> AppView:
     view = AppView(reading.service, reading.instance,
                    "pushing" if reading.pushing else "stopped pushing", reading.last_push,
                    reading.interval)
@@ -75,12 +76,14 @@ def app_view(reading: apps.ProducerReading, now: float) -> AppView:
         if oldest is not None:
             p99, above = quantile(0.99, _delta(reading.buckets, oldest[1]))
             view.query_p99_seconds, view.query_p99_above_largest_bucket = p99, above
-        view.query_trend = trend(recent, step_rate(apps.QUERY_COUNT))
+        if trends:
+            view.query_trend = trend(recent, step_rate(apps.QUERY_COUNT))
     if reading.has_http:
         view.sends_http = True
         view.request_rate_per_second = rate(recent, apps.REQUEST_COUNT)
         view.error_ratio = _error_ratio(recent)
-        view.request_trend = trend(recent, step_rate(apps.REQUEST_COUNT))
+        if trends:
+            view.request_trend = trend(recent, step_rate(apps.REQUEST_COUNT))
     view.caches = _caches(reading, oldest, now)
     return view
 

@@ -168,7 +168,8 @@ class StatusState:
         targets = [snapshot.target_view(a, self.redis.status.get(a), readings.get(a), now)
                    for a in addresses]
         targets.sort(key=lambda t: (t.state == "up", t.address))
-        apps = self.app_board.views(lambda reading: snapshot.app_view(reading, now))
+        trends = len(self.app_board.producers) <= snapshot.SPARKLINE_ROWS
+        apps = self.app_board.views(lambda reading: snapshot.app_view(reading, now, trends))
         apps.sort(key=lambda a: (a.state == "pushing", a.service, a.instance))
         slow = [snapshot.slow_view(e) for e in self.otlp.slow_queries.top(SLOW_QUERIES_SHOWN)]
         receiver = self.receiver(now)
