@@ -27,6 +27,7 @@ from exporter.redis.scrape import degradations, scrape_redis
 from exporter.redis.target import RedisTarget
 
 log = logging.getLogger("exporter.redis")
+TARGET_LABEL = "target"
 
 
 @dataclass(slots=True)
@@ -195,13 +196,14 @@ class RedisCollector:
             "Round trips held back to start redis.min_round_trip_interval after the previous "
             "one to the same target")
         for address, stats in sorted(self.stats.items()):
-            label: Labels = (("target", address),)
+            label = target_labels(address)
             reconnects.add(stats.reconnects, label)
             too_large.add(stats.replies_too_large, label)
         for address, count in sorted(self.round_trips.items()):
-            round_trips.add(count, (("target", address),))
-            joined.add(self.joined.get(address, 0), (("target", address),))
-            delayed.add(self.delayed.get(address, 0), (("target", address),))
+            label = target_labels(address)
+            round_trips.add(count, label)
+            joined.add(self.joined.get(address, 0), label)
+            delayed.add(self.delayed.get(address, 0), label)
         return [reconnects, too_large, round_trips, joined, delayed]
 
     async def close(self) -> None:
@@ -225,7 +227,12 @@ def _scrape_families(up: bool, error: str, duration: float, connect: float) -> l
     ]
 
 
+def target_labels(address: str) -> Labels:
+    """The label that tells targets apart when one exposition holds several."""
+    return ((TARGET_LABEL, address),)
+
+
 def _with_target(families: list[Family], address: str) -> list[Family]:
-    label: Labels = (("target", address),)
+    label = target_labels(address)
     return [Family(f.name, f.type, f.help, [Sample(s.suffix, label + s.labels, s.value)
                                             for s in f.samples]) for f in families]

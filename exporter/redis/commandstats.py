@@ -22,6 +22,7 @@ ERRORS = FAMILIES["redis_errors_total"]
 CMD_PREFIX = "cmdstat_"
 ERR_PREFIX = "errorstat_"
 LATENCY_PREFIX = "latency_percentiles_usec_"
+_, QUANTILE = LATENCY.labels
 
 # ("quantile", "0.999") per Redis percentile name ("p99.9"); filled on first sight, bounded.
 _quantile_pairs: dict[str, tuple[str, str]] = {}
@@ -39,7 +40,7 @@ def quantile_pair(percentile: str) -> tuple[str, str] | None:
         return None
     if not 0.0 <= q <= 1.0:
         return None
-    pair = ("quantile", repr(q) if 0.0 < q < 1.0 else str(int(q)))
+    pair = (QUANTILE, repr(q) if 0.0 < q < 1.0 else str(int(q)))
     if len(_quantile_pairs) < _QUANTILE_CACHE_MAX:
         _quantile_pairs[percentile] = pair
     return pair
@@ -63,7 +64,7 @@ def command_families(info: Info) -> list[Family]:
         if stats is None:
             continue
         cmd = key[len(CMD_PREFIX):]
-        labels = (("cmd", cmd),)
+        labels = COMMANDS.labels_of(cmd)
         calls, usec, rejected, failed = stats
         totals[cmd] = (labels, calls, usec)
         calls_add(Sample("", labels, calls))
@@ -153,7 +154,7 @@ def error_families(info: Info) -> list[Family]:
             continue
         _, _, count = raw.partition("=")
         try:
-            fam.samples.append(Sample("", (("err", key[len(ERR_PREFIX):]),), float(count)))
+            fam.samples.append(Sample("", ERRORS.labels_of(key[len(ERR_PREFIX):]), float(count)))
         except ValueError:
             continue
     return [fam] if fam.samples else []

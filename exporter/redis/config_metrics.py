@@ -10,17 +10,18 @@ from typing import Any
 from exporter.exposition import Family
 from exporter.redis.metric_table import FAMILIES
 
-PARAMETERS = ("maxmemory", "maxclients", "io-threads")
-SPECS = {p: FAMILIES["redis_config_" + p.replace("-", "_")] for p in PARAMETERS}
+SPECS = {
+    "maxmemory": FAMILIES["redis_config_maxmemory"],
+    "maxclients": FAMILIES["redis_config_maxclients"],
+    "io-threads": FAMILIES["redis_config_io_threads"],
+}
+PARAMETERS = tuple(SPECS)
 
 
 def config_families(reply: Any) -> list[Family]:
-    if isinstance(reply, dict):  # RESP3
-        pairs = list(reply.items())
-    elif isinstance(reply, list):  # RESP2: name, value, name, value...
-        pairs = list(zip(reply[::2], reply[1::2], strict=False))
-    else:
+    if not isinstance(reply, list):  # name, value, name, value... (the connection is RESP2)
         return []
+    pairs = zip(reply[::2], reply[1::2], strict=False)
     out: list[Family] = []
     for name, raw in pairs:
         spec = SPECS.get(name)

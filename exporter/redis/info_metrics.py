@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.exposition import Family, Sample
-from exporter.redis.info import STATUS_VALUES, Fields, Info
+from exporter.redis.info import Fields, Info, to_number
 from exporter.redis.metric_table import BY_FIELD, GENERIC_CLUSTER_PREFIX, generic_cluster_field
 
 # Sections whose fields are structured; their own modules translate them.
@@ -25,13 +25,9 @@ def field_families(fields: Fields, out: list[Family]) -> None:
             metric = generic_cluster_field(key)
             if metric is None:
                 continue
-        try:
-            value = float(raw)
-        except ValueError:
-            status = STATUS_VALUES.get(raw)
-            if status is None:
-                continue
-            value = status
+        value = to_number(raw)
+        if value is None:
+            continue
         out.append(Family(metric.name, metric.type, metric.help,
                           [Sample("", _NO_LABELS, value / metric.divisor)]))
 

@@ -32,7 +32,7 @@ def keyspace_families(info: Info) -> list[Family]:
             n_cached = float(stats["cached_keys"]) if "cached_keys" in stats else None
         except (KeyError, ValueError):
             continue
-        labels = (("db", db),)
+        labels = DB_KEYS.labels_of(db)
         keys.samples.append(Sample("", labels, n_keys))
         expiring.samples.append(Sample("", labels, n_expiring))
         if avg_ttl_ms is not None:

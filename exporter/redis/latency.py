@@ -23,7 +23,7 @@ def latency_families(reply: Any) -> list[Family]:
             continue
         when, latest_ms = entry[1], entry[2]
         if isinstance(when, int) and isinstance(latest_ms, int):
-            labels = (("event_name", entry[0]),)
+            labels = SPIKE_LAST.labels_of(entry[0])
             last.add(float(when), labels)
             duration.add(latest_ms / 1e3, labels)
     return [fam for fam in (last, duration) if fam.samples]

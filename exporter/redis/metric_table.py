@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.exposition import Family
+from exporter.exposition import Family, Labels
 
 GAUGE = "gauge"
 COUNTER = "counter"
@@ -37,6 +37,11 @@ class FamilySpec:
 
     def family(self) -> Family:
         return Family(self.name, self.type, self.help)
+
+    def labels_of(self, *values: str) -> Labels:
+        """The sample labels for `values`, given in the order of this row's label names (a
+        ValueError when their number differs)."""
+        return tuple(zip(self.labels, values, strict=True))
 
 
 def _g(field: str, name: str, help: str, divisor: float = 1.0) -> FieldMetric:

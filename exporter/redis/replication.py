@@ -42,6 +42,8 @@ def replication_families(info: Info) -> list[Family]:
         return []
     fams = {spec.name: spec.family() for spec in
             (SLAVE_OFFSET, SLAVE_LAG, LINK_UP, LAST_IO, SYNC_IN_PROGRESS, SLAVE_REPL_OFFSET)}
+    master = {"link_status": LINK_UP, "last_io_seconds_ago": LAST_IO,
+              "sync_in_progress": SYNC_IN_PROGRESS}
     host = port = ""
     for key, raw in section.items():
         field = master_field(key)
@@ -50,13 +52,12 @@ def replication_families(info: Info) -> list[Family]:
         elif field == "port":
             port = raw
         elif field == "link_status":
-            fams[LINK_UP.name].add(1.0 if raw == "up" else 0.0,
-                                   (("master_host", host), ("master_port", port)))
-        elif field in ("last_io_seconds_ago", "sync_in_progress") or key == "slave_repl_offset":
+            fams[LINK_UP.name].add(1.0 if raw == "up" else 0.0, LINK_UP.labels_of(host, port))
+        elif field in master or key == "slave_repl_offset":
             value = to_number(raw)
             if value is not None:
-                name = SLAVE_REPL_OFFSET.name if field is None else "redis_master_" + field
-                fams[name].add(value, (("master_host", host), ("master_port", port)))
+                spec = SLAVE_REPL_OFFSET if field is None else master[field]
+                fams[spec.name].add(value, spec.labels_of(host, port))
         elif is_slave_line(key):
             _add_slave(fams, raw)
     out = [fam for fam in fams.values() if fam.samples]
@@ -71,8 +72,8 @@ def _add_slave(fams: dict[str, Family], raw: str) -> None:
     offset = to_number(slave.get("offset", ""))
     if offset is None:
         return
-    labels = (("slave_ip", slave.get("ip", "")), ("slave_port", slave.get("port", "")),
-              ("slave_state", slave.get("state", "")))
+    labels = SLAVE_OFFSET.labels_of(slave.get("ip", ""), slave.get("port", ""),
+                                    slave.get("state", ""))
     fams[SLAVE_OFFSET.name].samples.append(Sample("", labels, offset))
     lag = to_number(slave.get("lag", ""))
     if lag is not None:
@@ -81,5 +82,5 @@ def _add_slave(fams: dict[str, Family], raw: str) -> None:
 
 def _slave_info(host: str, port: str, read_only: str) -> Family:
     fam = SLAVE_INFO.family()
-    fam.add(1.0, (("master_host", host), ("master_port", port), ("read_only", read_only)))
+    fam.add(1.0, SLAVE_INFO.labels_of(host, port, read_only))
     return fam

@@ -17,9 +17,13 @@ from exporter.exposition import Family
 from exporter.redis.info import Info, error_code, parse_pairs, to_number
 from exporter.redis.metric_table import FAMILIES
 
-PLAIN_FIELDS = ("sentinel_masters", "sentinel_tilt", "sentinel_running_scripts",
-                "sentinel_scripts_queue_length", "sentinel_simulate_failure_flags")
-PLAIN = {field: FAMILIES["redis_" + field] for field in PLAIN_FIELDS}
+PLAIN = {
+    "sentinel_masters": FAMILIES["redis_sentinel_masters"],
+    "sentinel_tilt": FAMILIES["redis_sentinel_tilt"],
+    "sentinel_running_scripts": FAMILIES["redis_sentinel_running_scripts"],
+    "sentinel_scripts_queue_length": FAMILIES["redis_sentinel_scripts_queue_length"],
+    "sentinel_simulate_failure_flags": FAMILIES["redis_sentinel_simulate_failure_flags"],
+}
 MASTER_STATUS = FAMILIES["redis_sentinel_master_status"]
 MASTER_SLAVES = FAMILIES["redis_sentinel_master_slaves"]
 MASTER_SENTINELS = FAMILIES["redis_sentinel_master_sentinels"]
@@ -66,9 +70,8 @@ def sentinel_info_families(info: Info) -> list[Family]:
             continue
         name, address, state = master.get("name", ""), master.get("address", ""), \
             master.get("status", "")
-        status.add(1.0 if state == "ok" else 0.0,
-                   (("master_name", name), ("master_address", address), ("master_status", state)))
-        labels = (("master_name", name), ("master_address", address))
+        status.add(1.0 if state == "ok" else 0.0, MASTER_STATUS.labels_of(name, address, state))
+        labels = MASTER_SLAVES.labels_of(name, address)
         slaves.add(n_slaves, labels)
         sentinels.add(n_sentinels, labels)
     out += [fam for fam in (status, slaves, sentinels) if fam.samples]
@@ -91,8 +94,8 @@ def sentinel_detail_families(masters: Sequence[tuple[str, str]],
     for i, (name, address) in enumerate(masters):
         quorum, sentinels, slaves = replies[i * COMMANDS_PER_MASTER:(i + 1) * COMMANDS_PER_MASTER]
         ckquorum.add(0.0 if isinstance(quorum, Exception) else 1.0,
-                     (("master_name", name), ("message", ckquorum_code(quorum))))
-        labels = (("master_name", name), ("master_address", address))
+                     CKQUORUM.labels_of(name, ckquorum_code(quorum)))
+        labels = OK_SENTINELS.labels_of(name, address)
         if isinstance(sentinels, list):
             ok_sentinels.add(1.0 + count_ok(sentinels), labels)  # this sentinel counts too
         if isinstance(slaves, list):
@@ -117,10 +120,7 @@ def count_ok(instances: list[Any]) -> int:
 
 
 def _field(instance: Any, name: str) -> str | None:
-    if isinstance(instance, dict):  # RESP3
-        value = instance.get(name)
-        return value if isinstance(value, str) else None
-    if isinstance(instance, list):  # RESP2: name, value, name, value...
+    if isinstance(instance, list):  # name, value, name, value... (the connection is RESP2)
         for i in range(0, len(instance) - 1, 2):
             if instance[i] == name:
                 value = instance[i + 1]

@@ -57,7 +57,7 @@ def test_per_master_commands_and_replies() -> None:
         [peer_ok, peer_down], [["flags", "slave"]],
         redis.exceptions.ResponseError("NOQUORUM 1 usable Sentinels. Not enough available "
                                        "Sentinels to reach the specified quorum for this master"),
-        [{"flags": "o_down,sentinel"}], [{"flags": "slave"}, {"flags": "s_down,slave"}],
+        [["flags", "o_down,sentinel"]], [["flags", "slave"], ["flags", "s_down,slave"]],
     ]
     fams = by_name(sentinel_detail_families(masters, replies))
     assert samples(fams["redis_sentinel_master_ckquorum_status"]) == [
