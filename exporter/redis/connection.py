@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,7 +187,8 @@ class RedisConnection:
         conn = build_connection(self.target, self.timeout, self._budget)
         self._conn = conn
         self.generation += 1
-        await conn.connect()
+        connect: Callable[[], Awaitable[None]] = conn.connect  # unannotated in redis-py
+        await connect()
         self.last_connect_seconds += time.perf_counter() - started
         return conn
 
@@ -206,9 +207,17 @@ class RedisConnection:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(RuntimeError):  # its event loop may already be closed
-                conn._close()
+            _close_now(conn)
 
     async def close(self) -> None:
         async with self._lock:
             self._drop()
+
+
+def _close_now(conn: rconn.AbstractConnection) -> None:
+    """Closes the socket without awaiting: redis-py's asyncio connection has no public way to
+    (its `_close`, redis-py 5 to 8), and a close that awaits fails once the loop is gone."""
+    close = getattr(conn, "_close", None)
+    if callable(close):
+        with contextlib.suppress(RuntimeError):  # its event loop may already be closed
+            close()
