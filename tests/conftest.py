@@ -1,7 +1,8 @@
 """Unit tests run first, then the end-to-end ones (`-m e2e`: they start processes of their own,
-such as a sidecar, Prometheus, promtool, gunicorn, redis-server or the Go exporter, or wait on
-real time). `make unit-fast` runs only the unit tests, against the shared Redis and PostgreSQL,
-and leaves out the fuzzing (`-m slow`) too."""
+such as a sidecar, Prometheus, promtool, amtool, gunicorn, a browser or the Go exporter, or wait
+on real time). A private redis-server starts in milliseconds: unit tests may use one.
+`make unit-fast` runs only the unit tests, against the shared Redis and PostgreSQL, and leaves
+out the fuzzing (`-m slow`) too."""
 
 from __future__ import annotations
 

@@ -67,18 +67,21 @@ def test_rule_files_exist() -> None:
                                             "sidecar.rules.yml", "api.rules.yml"}
 
 
+@pytest.mark.e2e
 def test_promtool_check_rules() -> None:
     result = run_tool("promtool", ["check", "rules", *map(str, RULE_FILES)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(RULE_FILES), result.stdout
 
 
+@pytest.mark.e2e
 def test_promtool_test_rules() -> None:
     result = run_tool("promtool", ["test", "rules", *map(str, TEST_FILES)], timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(TEST_FILES), result.stdout
 
 
+@pytest.mark.e2e
 def test_promtool_test_rules_can_fail(tmp_path: Path) -> None:
     """A rule that no longer matches its tests makes `promtool test rules` fail."""
     (tmp_path / "tests").mkdir()
@@ -217,6 +220,7 @@ def test_every_alert_has_firing_and_quiet_cases(alertname: str) -> None:
     assert any(not any(fires for _, fires in case) for case in cases), "no quiet case"
 
 
+@pytest.mark.e2e
 def test_alertmanager_config_is_valid() -> None:
     result = run_tool("amtool", ["check-config", str(ALERTMANAGER)])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -363,6 +367,7 @@ ONE_NUMBER = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("old", "new", "case", "alert"), ONE_NUMBER,
                          ids=[f"{o} -> {n}" for o, n, _, _ in ONE_NUMBER])
 def test_one_number_in_api_objectives_moves_the_alerts(tmp_path: Path, old: str, new: str,

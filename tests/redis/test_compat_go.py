@@ -10,12 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.net import free_port, wait_http
 from tests.support.prom_compare import compare_to_reference, quantile_problems
 from tests.support.redis_servers import RedisServer
 from tests.support.sidecar import run_sidecar
 from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.e2e
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from tests.redis.scraping import SCRAPE_TIMEOUT, by_name, connection_for
 from tests.support.redis_servers import RedisServer
 from tests.support.sidecar import run_sidecar
 
+pytestmark = pytest.mark.e2e
+
 SCRAPES = 1000
 CONFIG_FAMILIES = ("redis_config_maxmemory", "redis_config_maxclients", "redis_config_io_threads")
 SLOWLOG_FAMILIES = ("redis_slowlog_length", "redis_slowlog_last_id",

@@ -38,6 +38,8 @@ from tests.support.prom_compare import (
 from tests.support.sidecar import run_sidecar
 from tests.support.tools import require_tool
 
+pytestmark = pytest.mark.e2e
+
 
 def fixture(name: str) -> str:
     return (DATA_DIR / name).read_bytes().decode()
