@@ -1,5 +1,6 @@
-"""The status page as HTML: server-rendered, refreshing itself, no script, no external asset.
-Every string from outside (addresses, errors, service names, fingerprints) is escaped."""
+"""The status page as HTML: server-rendered, no inline script (`/status.js` updates it), no
+external asset. Every string from outside (addresses, errors, service names, fingerprints) is
+escaped."""
 
 from __future__ import annotations
 
