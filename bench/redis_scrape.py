@@ -71,12 +71,23 @@ class Subject:
         self.cpu += cpu_seconds(self.proc.pid) - before
 
 
-def start_sidecar(redis_url: str) -> Subject:
+def start_sidecar(redis_url: str, workdir: Path, source: Path | None = None) -> Subject:
     port, otlp = free_port(), free_port()
+    # Scrapes here come back to back; redis.min_round_trip_interval (200 ms) would make most of
+    # them share a round trip. Each scrape gets its own, as a Prometheus scrape every few seconds
+    # does.
+    config = workdir / "sidecar.yml"
+    config.write_text("redis:\n  min_round_trip_interval: 1ms\n")
+    command = [str(ROOT / ".venv/bin/tradesense-exporter")]
+    env = dict(os.environ)
+    if source is not None:  # another checkout's code, in this venv
+        command = [sys.executable, "-m", "exporter"]
+        env["PYTHONPATH"] = str(source)
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/tradesense-exporter"), f"--redis.addr={redis_url}",
+        [*command, f"--redis.addr={redis_url}",
          f"--web.listen-address=127.0.0.1:{port}", f"--otlp.listen-address=127.0.0.1:{otlp}",
-         "--log.level=warn"], stdout=subprocess.DEVNULL)
+         f"--config.file={config}", "--log.level=warn"], stdout=subprocess.DEVNULL, env=env,
+        cwd=source or ROOT)
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return Subject("tradesense-exporter", proc, port)
 
@@ -103,11 +114,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scrapes", type=int, default=10000)
     parser.add_argument("--round", type=int, default=500, help="scrapes per turn")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="run the sidecar from this checkout (to compare two commits)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_master(Path(tmp) / "master")
         run_master_workload(redis)
-        subjects = [start_sidecar(redis.url), start_go(redis.url)]
+        subjects = [start_sidecar(redis.url, Path(tmp), args.source), start_go(redis.url)]
         try:
             for s in subjects:
                 s.scrape()
