@@ -184,6 +184,9 @@ def scrape(port: int) -> tuple[float, int, dict[str, float]]:
     text = gzip.decompress(raw) if response.getheader("Content-Encoding") == "gzip" else raw
     wanted = {}
     for line in text.decode().splitlines():
+        if line.startswith("tradesense_exporter_otlp_data_points_dropped_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            wanted[f"dropped_{reason}"] = float(line.split()[-1])
         for name in ("tradesense_exporter_otlp_series ", "tradesense_exporter_otlp_producers ",
                      "tradesense_exporter_otlp_data_points_accepted_total "):
             if line.startswith(name):
