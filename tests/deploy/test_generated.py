@@ -56,6 +56,7 @@ def test_a_source_changed_without_regenerating_is_caught(tmp_path: Path, edit: s
     assert len(changed) == 1, changed
 
 
+@pytest.mark.e2e
 def test_promtool_accepts_the_prometheus_rules_groups(tmp_path: Path) -> None:
     rule = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "base" / "monitoring"
                            / "prometheusrule.yaml").read_text())

@@ -27,6 +27,8 @@ from tests.deploy.manifests import (
     render,
 )
 
+pytestmark = pytest.mark.e2e  # each overlay rendered by kubectl (tests/conftest.py)
+
 # Native sidecars (restartPolicy: Always on an init container) are on by default from 1.29.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 EVERYTHING = "prometheus-operator"
