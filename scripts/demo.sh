@@ -98,9 +98,10 @@ fi
 cat <<MSG
 
 tradesense-exporter demo is running (logs in .demo/logs/). Open:
+  Status page:        http://127.0.0.1:$WEB_PORT/
   Sidecar metrics:    http://127.0.0.1:$WEB_PORT/metrics
   Slow queries:       http://127.0.0.1:$WEB_PORT/api/slow-queries
-  Health:             http://127.0.0.1:$WEB_PORT/healthz
+  Health, readiness:  http://127.0.0.1:$WEB_PORT/healthz   http://127.0.0.1:$WEB_PORT/readyz
   Example app:        http://127.0.0.1:$APP_PORT/trades   http://127.0.0.1:$APP_PORT/analytics/summary
   $prom_line
 Redis (private, with traffic): redis://127.0.0.1:$REDIS_PORT
