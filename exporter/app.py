@@ -13,10 +13,10 @@ from exporter.config import Config, ConfigError, parse_listen_address
 from exporter.connections import ConnectionStats
 from exporter.exposition import Family
 from exporter.otlp.receiver import otlp_app
+from exporter.otlp.slowqueries import slow_queries_route
 from exporter.otlp.state import OtlpState
+from exporter.own_metrics import SelfCollector
 from exporter.redis.collector import RedisCollector
-from exporter.selfmetrics import SelfCollector
-from exporter.slowqueries import slow_queries_route
 from exporter.status.routes import status_routes
 from exporter.status.state import StatusState
 from exporter.web import WebState, build_web_app

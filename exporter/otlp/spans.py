@@ -25,7 +25,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 from exporter import semconv
 from exporter.otlp.naming import value_text
 from exporter.otlp.resource import producer
-from exporter.slowqueries import SlowQueryStore
+from exporter.otlp.slowqueries import SlowQueryStore
 
 log = logging.getLogger(__name__)
 

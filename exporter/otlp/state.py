@@ -21,7 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from exporter.exposition import Family, Labels
 from exporter.fingerprint import fingerprint as sql_fingerprint
 from exporter.limits import OtlpLimits, SlowQueryLimits
-from exporter.otlp.selfmetrics import SelfMetrics
+from exporter.otlp.counters import SelfMetrics
+from exporter.otlp.slowqueries import SlowQueryStore
 from exporter.otlp.spans import Fingerprinter, SlowSpanRecorder
 from exporter.otlp.store import (
     ExpHistogramSeries,
@@ -31,7 +32,6 @@ from exporter.otlp.store import (
     SummarySeries,
 )
 from exporter.otlp.translate import Bounds, MetricsOutcome, apply_metrics
-from exporter.slowqueries import SlowQueryStore
 
 # One series as the status page reads it: (family, labels, value, bucket bounds, per-bucket
 # counts); a histogram's value is its count, and only explicit-bucket histograms give bounds

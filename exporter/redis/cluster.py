@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.exposition import Family
-from exporter.redis.info import parse_info
-from exporter.redis.info_metrics import field_families
+from exporter.redis.fields import field_families
+from exporter.redis.parse import parse_info
 
 
 def cluster_families(reply: Any) -> list[Family]:

@@ -9,8 +9,8 @@ and per-command latency summaries.
 from __future__ import annotations
 
 from exporter.exposition import Family, Sample
-from exporter.redis.info import Info, parse_pairs
 from exporter.redis.metric_table import FAMILIES
+from exporter.redis.parse import Info, parse_pairs
 
 COMMANDS = FAMILIES["redis_commands_total"]
 DURATION = FAMILIES["redis_commands_duration_seconds_total"]

@@ -6,8 +6,8 @@ Only databases the section lists get series (redis_exporter 1.45 zero-fills all 
 from __future__ import annotations
 
 from exporter.exposition import Family, Sample
-from exporter.redis.info import Info, parse_pairs
 from exporter.redis.metric_table import FAMILIES
+from exporter.redis.parse import Info, parse_pairs
 
 DB_KEYS = FAMILIES["redis_db_keys"]
 DB_KEYS_EXPIRING = FAMILIES["redis_db_keys_expiring"]

@@ -285,7 +285,7 @@ def generic_cluster_field(field: str) -> FieldMetric | None:
 
 
 _SPECS: tuple[FamilySpec, ...] = (
-    # Server identity (instance_info.py)
+    # Server identity (identity.py)
     FamilySpec("redis_instance_info", GAUGE, "Information about the Redis instance.",
                ("role", "redis_version", "redis_build_id", "redis_mode", "os",
                 "maxmemory_policy", "tcp_port", "run_id", "process_id",

@@ -8,8 +8,8 @@ of its master (plain fields such as connected_slaves go through `metric_table`).
 from __future__ import annotations
 
 from exporter.exposition import Family, Sample
-from exporter.redis.info import Info, parse_pairs, to_number
 from exporter.redis.metric_table import FAMILIES
+from exporter.redis.parse import Info, parse_pairs, to_number
 
 SLAVE_OFFSET = FAMILIES["redis_connected_slave_offset_bytes"]
 SLAVE_LAG = FAMILIES["redis_connected_slave_lag_seconds"]

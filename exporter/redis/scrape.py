@@ -32,11 +32,11 @@ from exporter.redis.cluster import cluster_families
 from exporter.redis.commandstats import command_families, error_families
 from exporter.redis.config_metrics import PARAMETERS, config_families
 from exporter.redis.errors import ScrapeError
-from exporter.redis.info import Info, error_code, parse_info
-from exporter.redis.info_metrics import info_families
-from exporter.redis.instance_info import instance_families
+from exporter.redis.fields import info_families
+from exporter.redis.identity import instance_families
 from exporter.redis.keyspace import keyspace_families
 from exporter.redis.latency import latency_families
+from exporter.redis.parse import Info, error_code, parse_info
 from exporter.redis.replication import replication_families
 from exporter.redis.sentinel import (
     sentinel_commands,

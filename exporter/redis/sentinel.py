@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter.exposition import Family
-from exporter.redis.info import Info, error_code, parse_pairs, to_number
 from exporter.redis.metric_table import FAMILIES
+from exporter.redis.parse import Info, error_code, parse_pairs, to_number
 
 PLAIN = {
     "sentinel_masters": FAMILIES["redis_sentinel_masters"],

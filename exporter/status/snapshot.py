@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from exporter.otlp.slowqueries import SlowQuery
 from exporter.redis.collector import TargetStatus
-from exporter.slowqueries import SlowQuery
 from exporter.status import app_board as apps
 from exporter.status import redis_board as rb
 from exporter.status.ring import increase, levels, rate, ratio, step_rate, step_ratio, trend

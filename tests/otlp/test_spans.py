@@ -7,8 +7,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from exporter.exposition import render
 from exporter.fingerprint import fingerprint
+from exporter.otlp.slowqueries import SlowQueryStore
 from exporter.otlp.spans import SlowSpanRecorder
-from exporter.slowqueries import SlowQueryStore
 
 SECRETS = ("hunter2-Secret!", "alice@example.com", "4111111111111111")
 RAW = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from exporter.exposition import Family, render
 from exporter.redis.connection import RedisConnection
-from exporter.redis.info import Info, parse_info
+from exporter.redis.parse import Info, parse_info
 from exporter.redis.scrape import scrape_redis
 from exporter.redis.target import RedisTarget, TLSOptions, parse_address
 from tests.support.redis_servers import RedisServer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from exporter.exposition import Family
 from exporter.redis.commandstats import command_families, error_families, quantile_pair
-from exporter.redis.info import parse_info
+from exporter.redis.parse import parse_info
 from tests.redis.scraping import by_name, reference_info, scrape
 from tests.support.redis_servers import RedisServer
 

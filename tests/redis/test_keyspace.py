@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from exporter.exposition import Family
-from exporter.redis.info import parse_info
 from exporter.redis.keyspace import keyspace_families
+from exporter.redis.parse import parse_info
 from tests.redis.scraping import by_name, reference_info, scrape
 from tests.support.redis_servers import RedisServer
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from exporter.exposition import Family
-from exporter.redis.info import parse_info
+from exporter.redis.parse import parse_info
 from exporter.redis.replication import master_field, replication_families
 from tests.redis.scraping import by_name, reference_info, scrape
 from tests.support.redis_servers import RedisServer

@@ -7,7 +7,7 @@ import asyncio
 import redis.exceptions
 
 from exporter.exposition import Family
-from exporter.redis.info import parse_info
+from exporter.redis.parse import parse_info
 from exporter.redis.scrape import scrape_redis
 from exporter.redis.sentinel import (
     ckquorum_code,

@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from exporter.exposition import Family
-from exporter.redis import instance_info
+from exporter.redis import identity
 from exporter.redis.cluster import cluster_families
 from exporter.redis.connection import RedisConnection
-from exporter.redis.info import parse_info
-from exporter.redis.info_metrics import info_families
-from exporter.redis.instance_info import StartClock, instance_families, server_mode
+from exporter.redis.fields import info_families
+from exporter.redis.identity import StartClock, instance_families, server_mode
+from exporter.redis.parse import parse_info
 from exporter.redis.scrape import scrape_redis
 from exporter.redis.target import parse_address
 from tests.redis.replay import Recording, load_recording, replay_server
@@ -315,7 +315,7 @@ def test_servers_without_run_id_keep_their_own_start_time(
     """Two Dragonfly servers (no run_id, no server_time_usec, same port, pid and version in
     INFO), their uptimes a second apart: each keeps its own start time, because the scrape
     passes its address to the start clock; sharing one would report the first's for both."""
-    monkeypatch.setattr(instance_info, "START_CLOCK", StartClock(clock=lambda: 1_000_000.0))
+    monkeypatch.setattr(identity, "START_CLOCK", StartClock(clock=lambda: 1_000_000.0))
     text = fixture("dragonfly-1.25-info.txt")
     assert "uptime_in_seconds:100" in text
 

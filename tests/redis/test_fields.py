@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from exporter.exposition import Family
-from exporter.redis.info import parse_info
-from exporter.redis.info_metrics import info_families
+from exporter.redis.fields import info_families
+from exporter.redis.parse import parse_info
 from tests.redis.scraping import reference_info
 
 

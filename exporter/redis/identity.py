@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from exporter.exposition import Family
-from exporter.redis.info import Fields, Info
 from exporter.redis.metric_table import FAMILIES
+from exporter.redis.parse import Fields, Info
 
 INSTANCE_INFO = FAMILIES["redis_instance_info"]
 START_TIME = FAMILIES["redis_start_time_seconds"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.exceptions
 
-from exporter.redis.info import error_code, parse_info, parse_pairs, to_number
+from exporter.redis.parse import error_code, parse_info, parse_pairs, to_number
 from tests.redis.scraping import reference_info, reference_info_text
 
 SECTIONS = ["server", "clients", "memory", "persistence", "stats", "replication", "cpu",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from exporter.exposition import Family, Sample
-from exporter.redis.info import Fields, Info, to_number
 from exporter.redis.metric_table import BY_FIELD, GENERIC_CLUSTER_PREFIX, generic_cluster_field
+from exporter.redis.parse import Fields, Info, to_number
 
 # Sections whose fields are structured; their own modules translate them.
 STRUCTURED_SECTIONS = frozenset(

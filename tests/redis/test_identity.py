@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from exporter.redis.info import parse_info
-from exporter.redis.instance_info import instance_families, start_time
+from exporter.redis.identity import instance_families, start_time
+from exporter.redis.parse import parse_info
 from tests.redis.scraping import by_name, reference_info, scrape
 from tests.support.redis_servers import RedisServer
 

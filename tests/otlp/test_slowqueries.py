@@ -5,7 +5,7 @@ import pytest
 from starlette.applications import Starlette
 
 from exporter.exposition import render
-from exporter.slowqueries import SlowQueryStore, slow_queries_route
+from exporter.otlp.slowqueries import SlowQueryStore, slow_queries_route
 
 SELECT = "SELECT * FROM trades WHERE user_id = ?"
 
