@@ -47,7 +47,7 @@ def compare(site: str, work: Callable[[], object]) -> tuple[float, float]:
     see the same machine."""
     module, names = SITES[site]
     kept = {name: getattr(module, name) for name in names}
-    off = {name: Memo(0, 0) for name in names}
+    off: dict[str, Memo[object, object]] = {name: Memo(0, 0) for name in names}
     batch(work)  # warm-up
     with_memo, without = [], []
     try:

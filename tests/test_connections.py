@@ -286,8 +286,8 @@ def test_uvicorn_request_warnings_are_throttled() -> None:
 
 
 def test_config_file_sets_the_server_limits(tmp_path: Path) -> None:
-    from exporter.config import ServerLimits as Configured
     from exporter.config import section_from_yaml
+    from exporter.limits import ServerLimits as Configured
     limits = section_from_yaml({"max_connections": 9, "header_timeout": "250ms",
                                 "tls_handshake_timeout": "2s"}, "server", Configured)
     assert limits.max_connections == 9

@@ -39,7 +39,7 @@ def rate(points: Sequence[P], index: int) -> float | None:
     when a counter falls, so the points of one ring never cross a reset)."""
     if len(points) < 2 or points[-1][0] <= points[0][0] or points[-1][index] < points[0][index]:
         return None
-    return float(points[-1][index] - points[0][index]) / (points[-1][0] - points[0][0])
+    return float(points[-1][index] - points[0][index]) / float(points[-1][0] - points[0][0])
 
 
 def increase(points: Sequence[P], index: int) -> float | None:

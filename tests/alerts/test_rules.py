@@ -238,7 +238,7 @@ def test_alertmanager_routes_by_severity(severity: str, receiver: str) -> None:
 
 def test_alertmanager_inhibitions_name_real_alerts() -> None:
     config = _load(ALERTMANAGER)
-    named = set()
+    named: set[str] = set()
     for rule in config.get("inhibit_rules", []):
         for matcher in rule.get("source_matchers", []) + rule.get("target_matchers", []):
             match = re.fullmatch(r'alertname(=~?)"(.+)"', matcher)

@@ -147,7 +147,9 @@ def test_hostile_strings_stay_text_in_the_dom(tmp_path: Path) -> None:
             status: dict[str, object] = httpx.get(f"{sidecar.web_url}/api/status").json()
             return status if status["apps"] and status["slow_queries"] else None
         status = poll(pushed, "the hostile producer's push")
-        [slow] = status["slow_queries"]  # type: ignore[misc]
+        slow_queries = status["slow_queries"]
+        assert isinstance(slow_queries, list)
+        [slow] = slow_queries
         with chromium(sidecar.web_url) as tab:
             tab.load("/")
             page = tab.page

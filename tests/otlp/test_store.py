@@ -377,6 +377,7 @@ def test_an_ending_producers_counts_stay_until_it_would_have_been_taken_for_dead
     gauge = store.family("g", "gauge", "")
     assert gauge is not None
     store.end(gauge, labels)
+    assert counter is not None
     store.end(counter, labels)
     assert _held(store, clock, 41.5) == {("c_total", "a")}
     assert _values(store.collect(), "c_total") == {labels: 40}

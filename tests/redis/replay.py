@@ -22,6 +22,7 @@ what a server was never sent.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import socketserver
 import threading
@@ -112,7 +113,7 @@ def _key(command: Command) -> Command:
     return tuple(word.upper() for word in command[:2]) + tuple(command[2:])
 
 
-def _read_command(rfile: BinaryIO) -> list[bytes] | None:
+def _read_command(rfile: BinaryIO | io.BufferedIOBase) -> list[bytes] | None:
     line = rfile.readline()
     if not line:
         return None

@@ -39,7 +39,8 @@ def test_start_time_falls_back_to_the_local_clock() -> None:
 
 
 def test_live_start_time_is_stable_across_uptime_ticks(redis_master: RedisServer) -> None:
-    starts, uptimes = set(), set()
+    starts: set[float] = set()
+    uptimes: set[float] = set()
     deadline = time.monotonic() + 3
     while len(uptimes) < 2 and time.monotonic() < deadline:
         fams = by_name(scrape(redis_master))

@@ -5,7 +5,7 @@ ACL, TLS and unix-socket targets; refused commands."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -138,7 +138,7 @@ def test_sentinel_round_trips(redis_sentinel: RedisServer) -> None:
 
 
 @pytest.fixture
-def acl_user(redis_acl: RedisServer) -> Callable[..., str]:
+def acl_user(redis_acl: RedisServer) -> Iterator[Callable[..., str]]:
     """Creates a throwaway ACL user with the given rules; deleted after the test."""
     created: list[str] = []
 

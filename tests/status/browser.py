@@ -58,8 +58,8 @@ def chromium(base_url: str, width: int = 1280, height: int = 900) -> Iterator[Ta
             page = context.new_page()
             tab = Tab(page, base_url)
             context.on("request", lambda request: tab.requests.append(request.url))
-            page.on("console", lambda message: message.type == "error"
-                    and tab.console_errors.append(message.text))
+            page.on("console", lambda message: tab.console_errors.append(message.text)
+                    if message.type == "error" else None)
             page.on("pageerror", lambda error: tab.page_errors.append(str(error)))
             yield tab
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -377,7 +378,7 @@ def start_cluster(directory: Path, nodes: int = 3) -> list[RedisServer]:
     )
     for server in servers:
         wait_for(
-            lambda s=server: s.admin().cluster("info").get("cluster_state") == "ok",
+            functools.partial(_cluster_ok, server),
             f"{server.name} to report cluster_state:ok",
         )
     return servers
@@ -461,3 +462,7 @@ def start_noconfig_server(directory: Path) -> RedisServer:
 def _stop_leftovers() -> None:
     for server in list(_running):
         server.stop()
+
+
+def _cluster_ok(server: RedisServer) -> bool:
+    return bool(server.admin().cluster("info").get("cluster_state") == "ok")
