@@ -36,6 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.otlp_receiver import encoded  # noqa: E402
 from tests.support.net import free_port, wait_http, wait_port  # noqa: E402
 
 OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
@@ -97,13 +98,7 @@ class Producer:
             h.record(self.rng.expovariate(100), self.pool)
 
     def payload(self) -> tuple[bytes, int]:
-        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-
-        request = encode_metrics(self.reader.get_metrics_data())
-        points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
-                     for rm in request.resource_metrics for sm in rm.scope_metrics
-                     for m in sm.metrics)
-        return request.SerializeToString(), points
+        return encoded(self.reader.get_metrics_data())
 
 
 def loader(port: int, indexes: list[int], total: int, interval: float, until: float,

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from otlp_receiver import CLIENT_CPU, HEADERS, Run, stats, summary  # noqa: E402
+from otlp_receiver import CLIENT_CPU, HEADERS, Run, encoded, stats, summary  # noqa: E402
 
 from tests.support.net import free_port, wait_port  # noqa: E402
 
@@ -38,7 +38,6 @@ OPERATIONS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 
 
 def payload(tables: int, producer: int) -> tuple[bytes, int]:
-    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.resources import Resource
@@ -68,10 +67,7 @@ def payload(tables: int, producer: int) -> tuple[bytes, int]:
     meter.create_counter("db.client.connection.timeouts").add(2, pool)
     for name in ("create_time", "wait_time", "use_time"):
         meter.create_histogram(f"db.client.connection.{name}", unit="s").record(0.01, pool)
-    request = encode_metrics(reader.get_metrics_data())
-    points = sum(len(getattr(m, m.WhichOneof("data")).data_points)
-                 for rm in request.resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
-    return request.SerializeToString(), points
+    return encoded(reader.get_metrics_data())
 
 
 def sender(port: int, bodies: list[bytes], deadline: float, out: list[float],

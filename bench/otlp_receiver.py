@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,6 +44,9 @@ from tests.support.net import free_port, wait_port  # noqa: E402
 
 SERVER_CPU, CLIENT_CPU = 0, 1
 HEADERS = {"Content-Type": "application/x-protobuf"}
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricsData
 
 
 def serve(port: int) -> None:
@@ -74,7 +78,6 @@ def serve(port: int) -> None:
 
 
 def metrics_payload() -> tuple[bytes, int]:
-    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.resources import Resource
@@ -111,7 +114,13 @@ def metrics_payload() -> tuple[bytes, int]:
         h = meter.create_histogram(f"db.client.connection.{name}", unit="s")
         for _ in range(50):
             h.record(rng.expovariate(100), pool)
-    data = reader.get_metrics_data()
+    return encoded(reader.get_metrics_data())
+
+
+def encoded(data: MetricsData | None) -> tuple[bytes, int]:
+    """An SDK collection as the OTLP exporter sends it, and its number of data points."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
     assert data is not None
     request = encode_metrics(data)
     points = 0
