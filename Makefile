@@ -19,8 +19,8 @@ system-deps:
 	@scripts/system-deps.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check exporter tests bench examples
-	$(VENV)/bin/mypy exporter
+	$(VENV)/bin/ruff check exporter tests bench examples scripts
+	$(VENV)/bin/mypy
 
 typecheck: lint
 
