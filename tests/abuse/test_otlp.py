@@ -7,6 +7,7 @@ Limits are configured small so that every loop stays small."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -133,7 +134,9 @@ def test_trickling_bodies_do_not_block_real_pushes_and_time_out(tmp_path: Path) 
     assert sample(text, "tradesense_exporter_otlp_inflight_requests") == 0
     assert during < max(1.0, 5 * usual)
     assert rss_after < rss_before + 20 * MB
-    assert log_lines(logs, "408") == 0 and log_lines(logs, "Traceback") == 0
+    # no line per timed-out body (a 408 as a word: the listener's port may hold the digits)
+    assert not re.search(r"(?<![\d.:])408(?![\d.])", logs), logs
+    assert log_lines(logs, "Traceback") == 0
     print(f"\nslow bodies: usual /metrics {usual * 1000:.1f} ms, during {during * 1000:.1f} ms, "
           f"RSS {rss_before / MB:.0f} -> {rss_after / MB:.0f} MiB")
 
