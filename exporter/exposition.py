@@ -133,6 +133,11 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
     append = out.append
     seen: set[str] = set()
     fmt = format_value
+    # A series' label pairs repeat on each of its lines (a histogram's buckets, _sum, _count):
+    # each pair is escaped once per render (a 42 MB body of 14,200 series: 0.44 s -> 0.31 s,
+    # docs/benchmarks.md "Rendering /metrics").
+    pair_texts: dict[tuple[str, str], str] = {}
+    pair_text = pair_texts.get
     for fam in families:
         if fam.name in seen:
             DUPLICATES.dropped(fam.name)
@@ -145,8 +150,13 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> bytes:
             suffix = "_total" if om_counter and not s.suffix else s.suffix
             labels = s.labels
             if labels:
-                block = ",".join([f'{k}="{escape_label_value(v)}"' for k, v in labels])
-                append(f"{base}{suffix}{{{block}}} {fmt(s.value)}\n")
+                parts = []
+                for pair in labels:
+                    text = pair_text(pair)
+                    if text is None:
+                        text = pair_texts[pair] = f'{pair[0]}="{escape_label_value(pair[1])}"'
+                    parts.append(text)
+                append(f"{base}{suffix}{{{','.join(parts)}}} {fmt(s.value)}\n")
             else:
                 append(f"{base}{suffix} {fmt(s.value)}\n")
     if openmetrics:
