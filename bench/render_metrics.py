@@ -1,6 +1,7 @@
 """What one /metrics costs the sidecar at fleet scale: the OTLP store's collection, the text
-rendering and gzip, for N producers each pushing bench/fleet_producers.py's 70-point set (71
-series; the default 200 producers make 14,200 series and a 42 MB body). In process, no HTTP.
+rendering and gzip, with the garbage collector running and paused (as web.py pauses it), for N
+producers each pushing bench/fleet_producers.py's 70-point set (71 series; the default 200
+producers make 14,200 series and a 42 MB body). In process, no HTTP.
 
     .venv/bin/python bench/render_metrics.py --producers 200
 """
@@ -8,6 +9,7 @@ series; the default 200 producers make 14,200 series and a 42 MB body). In proce
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import statistics
 import sys
@@ -22,6 +24,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from bench.fleet_producers import Producer
 from exporter import exposition
+from exporter.gc_pause import GC_PAUSE
 from exporter.limits import OtlpLimits
 from exporter.otlp.state import OtlpState
 
@@ -38,24 +41,25 @@ def main() -> None:
         producer.work()
         body, _ = producer.payload()
         state.apply_metrics(ExportMetricsServiceRequest.FromString(body))
-    collect, render, compress = [], [], []
-    text = b""
-    for _ in range(args.rounds):
-        started = time.perf_counter()
-        families = state.collect()
-        collected = time.perf_counter()
-        text = exposition.render(families)
-        rendered = time.perf_counter()
-        gzip.compress(text, compresslevel=1, mtime=0)  # as web.py sends it
-        collect.append(collected - started)
-        render.append(rendered - collected)
-        compress.append(time.perf_counter() - rendered)
-    lines = text.count(b"\n")
-    print(f"{args.producers} producers, {lines:,} lines, "
-          f"{len(text) / 1e6:.1f} MB; medians of {args.rounds}: "
-          f"collect {statistics.median(collect):.3f} s, render {statistics.median(render):.3f} s, "
-          f"gzip {statistics.median(compress):.3f} s")
-
+    for paused in (False, True, False, True):
+        collect, render, compress = [], [], []
+        text = b""
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            with GC_PAUSE.held() if paused else contextlib.nullcontext():
+                families = state.collect()
+                collected = time.perf_counter()
+                text = exposition.render(families)
+            rendered = time.perf_counter()
+            gzip.compress(text, compresslevel=1, mtime=0)  # as web.py sends it
+            collect.append(collected - started)
+            render.append(rendered - collected)
+            compress.append(time.perf_counter() - rendered)
+        lines = text.count(b"\n")
+        print(f"{args.producers} producers, {lines:,} lines, {len(text) / 1e6:.1f} MB, "
+              f"garbage collector {'paused' if paused else 'running'}; medians of "
+              f"{args.rounds}: collect {statistics.median(collect):.3f} s, render "
+              f"{statistics.median(render):.3f} s, gzip {statistics.median(compress):.3f} s")
 
 if __name__ == "__main__":
     main()

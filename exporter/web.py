@@ -22,6 +22,7 @@ from exporter.exposition import (
     render,
     wants_openmetrics,
 )
+from exporter.gc_pause import GC_PAUSE
 from exporter.redis.collector import RedisCollector
 from exporter.redis.target import RedisTarget, TargetError, normalize_address
 
@@ -86,7 +87,8 @@ def _collect_all(families: list[Family], collectors: Sequence[Collect]) -> list[
 
 def _body(families: list[Family], collectors: Sequence[Collect], openmetrics: bool,
           compress: bool) -> bytes:
-    body = render(_collect_all(families, collectors), openmetrics)
+    with GC_PAUSE.held():
+        body = render(_collect_all(families, collectors), openmetrics)
     return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
 
 
