@@ -14,6 +14,8 @@ import gzip
 import statistics
 import sys
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,6 +62,26 @@ def main() -> None:
               f"garbage collector {'paused' if paused else 'running'}; medians of "
               f"{args.rounds}: collect {statistics.median(collect):.3f} s, render "
               f"{statistics.median(render):.3f} s, gzip {statistics.median(compress):.3f} s")
+    families = state.collect()
+    with GC_PAUSE.held():
+        streamed = [timed(lambda: exposition.render_gzip(families)) for _ in range(args.rounds)]
+    print(f"render_gzip (what web.py sends, collector paused): median "
+          f"{statistics.median(streamed):.3f} s")
+    for name, build in (("render + gzip.compress",
+                         lambda: gzip.compress(exposition.render(families), 1, mtime=0)),
+                        ("render_gzip", lambda: exposition.render_gzip(families))):
+        tracemalloc.start()
+        build()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"peak memory allocated while building the gzipped body, {name}: "
+              f"{peak / 1e6:.1f} MB")
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
 
 if __name__ == "__main__":
     main()

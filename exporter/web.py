@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from exporter.exposition import (
     Family,
     counter,
     render,
+    render_gzip,
     wants_openmetrics,
 )
 from exporter.gc_pause import GC_PAUSE
@@ -88,8 +88,8 @@ def _collect_all(families: list[Family], collectors: Sequence[Collect]) -> list[
 def _body(families: list[Family], collectors: Sequence[Collect], openmetrics: bool,
           compress: bool) -> bytes:
     with GC_PAUSE.held():
-        body = render(_collect_all(families, collectors), openmetrics)
-    return gzip.compress(body, compresslevel=1, mtime=0) if compress else body
+        everything = _collect_all(families, collectors)
+        return (render_gzip if compress else render)(everything, openmetrics)
 
 
 async def _exposition(request: Request, families: list[Family], renders: asyncio.Semaphore,

@@ -72,3 +72,22 @@ def test_a_duplicate_family_is_left_out_counted_and_logged_once(
             assert render(families).decode().count("dup_x 1\n") == 1
     assert DUPLICATES.count == before + 3
     assert sum("left out" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_gzip_rendering_is_the_rendering_gzipped_whatever_its_size() -> None:
+    """render_gzip hands the compressor a few thousand lines at a time: the result must be the
+    same text, across many spills and in both formats."""
+    import gzip
+
+    from exporter.exposition import Family, render, render_gzip
+
+    big = Family("big_bucket_family", "histogram", 'help with "quotes" and \\ and\nnewline')
+    for i in range(10_000):
+        labels = (("series", f"s{i % 97}"), ("odd", 'a"b\\c\nd'), ("le", str(i)))
+        big.add(float(i), labels, "_bucket")
+    counter = Family("requests_total", "counter", "Requests.")
+    counter.add(3)
+    for openmetrics in (False, True):
+        expected = render([big, counter], openmetrics)
+        assert gzip.decompress(render_gzip([big, counter], openmetrics)) == expected
+    assert render_gzip([]) and gzip.decompress(render_gzip([])) == b""
