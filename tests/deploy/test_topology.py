@@ -86,3 +86,23 @@ def test_rules_sum_app_series_by_service(where: str, expr: str) -> None:
 def test_the_redis_check_catches_a_sum_across_scrapers() -> None:
     expr = "sum(max by (instance) (redis_up)) / sum(rate(redis_keyspace_hits_total[5m]))"
     assert groupings(expr, REDIS) == [("by", "(instance)"), ("", "")]
+
+
+def service_rules() -> list[tuple[str, str]]:
+    return [(str(rule["record"]), str(rule["expr"]))
+            for path in sorted((ROOT / "alerts").glob("*.rules.yml"))
+            for group in yaml.safe_load(path.read_text())["groups"]
+            for rule in group["rules"] if str(rule.get("record", "")).startswith("service")]
+
+
+@pytest.mark.parametrize(("record", "expr"), service_rules())
+def test_a_service_rule_adds_up_its_pods_and_processes(record: str, expr: str) -> None:
+    """A series recorded per service keeps no label of one pod or process: ten pods at a tenth
+    of a threshold each are one service over it."""
+    for _, labels in groupings(expr):
+        assert not re.search(r"\b(instance|service_instance_id|pod)\b", labels), f"{record}: {expr}"
+
+
+def test_the_service_rule_check_catches_a_per_pod_grouping() -> None:
+    expr = "sum by (job, instance, service_name) (rate(tradesense_slow_queries_total[5m]))"
+    assert re.search(r"\binstance\b", groupings(expr)[0][1])
