@@ -12,6 +12,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -29,18 +30,36 @@ class Sample:
     value: float
 
 
+class Row(Protocol):
+    """One series that writes its own lines (the OTLP store's, whose label text is made once
+    per series, not per line and scrape)."""
+
+    def write(self, base: str, plain: str, append: Callable[[str], None]) -> None:
+        """Append its lines; `plain` is the suffix of an unsuffixed sample ("_total" for an
+        OpenMetrics counter, else "")."""
+
+    def samples(self) -> list[Sample]:
+        """The same lines as `Sample`s."""
+
+
 @dataclass(slots=True)
 class Family:
     """A metric family. `name` is the full name as the text format shows it (counters keep
-    `_total`). `type` is one of gauge, counter, summary, histogram, untyped."""
+    `_total`). `type` is one of gauge, counter, summary, histogram, untyped. Its lines are
+    `samples`, then those of `rows`."""
 
     name: str
     type: str
     help: str
     samples: list[Sample] = field(default_factory=list)
+    rows: Sequence[Row] = ()
 
     def add(self, value: float, labels: Labels = (), suffix: str = "") -> None:
         self.samples.append(Sample(suffix, labels, value))
+
+    def all_samples(self) -> list[Sample]:
+        """`samples` and those of `rows`, in the order they render."""
+        return [*self.samples, *(s for row in self.rows for s in row.samples())]
 
 
 def gauge(name: str, help: str, value: float | None = None, labels: Labels = ()) -> Family:
@@ -75,6 +94,11 @@ def escape_label_value(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
+
+
+def label_text(labels: Labels) -> str:
+    """`a="1",b="2"`: the label pairs as they appear between the braces."""
+    return ",".join(f'{name}="{escape_label_value(value)}"' for name, value in labels)
 
 
 def escape_help(text: str) -> str:
@@ -186,6 +210,12 @@ def _render(families: Iterable[Family], openmetrics: bool,
             if spill is not None and len(out) >= _SPILL_LINES:
                 spill(out)
                 out.clear()
+        plain = "_total" if om_counter else ""
+        for row in fam.rows:
+            row.write(base, plain, append)
+            if spill is not None and len(out) >= _SPILL_LINES:
+                spill(out)
+                out.clear()
     if openmetrics:
         append("# EOF\n")
     return out
@@ -206,9 +236,10 @@ def merge(groups: Sequence[Iterable[Family]]) -> list[Family]:
         for fam in group:
             existing = by_name.get(fam.name)
             if existing is None:
-                copy = Family(fam.name, fam.type, fam.help, list(fam.samples))
+                copy = Family(fam.name, fam.type, fam.help, list(fam.samples), list(fam.rows))
                 by_name[fam.name] = copy
                 order.append(copy)
             else:
                 existing.samples.extend(fam.samples)
+                existing.rows = [*existing.rows, *fam.rows]
     return order

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
-from exporter.exposition import Family, Labels, Sample
+from exporter.exposition import Family, Labels, Row, label_text
 from exporter.memo import Memo
 from exporter.otlp import exphist
 from exporter.otlp.exphist import ExpBuckets
 from exporter.otlp.naming import bound_text
+from exporter.otlp.rows import HistogramRow, NumberRow, SummaryRow
 
 EXP_MAX_BUCKETS = 64
 _BOUNDS_CACHE_MAX = 1024
@@ -86,7 +87,7 @@ class Liveness:
 
 
 class Series:
-    __slots__ = ("cost", "line", "producer", "seen", "t")
+    __slots__ = ("cost", "label", "line", "producer", "seen", "t")
 
     def __init__(self) -> None:
         self.seen = 0.0
@@ -94,6 +95,7 @@ class Series:
         self.t = 0
         self.line = 0  # bytes of one line of this series, estimated
         self.cost = 0  # bytes of all its lines, estimated
+        self.label = ""  # its label pairs as text, made at its first collection
 
     def is_old(self, t: int, delta: bool) -> bool:
         """A point older than the one applied last (a retried batch) is ignored; 0 is unknown."""
@@ -101,7 +103,13 @@ class Series:
             return False
         return t < self.t or (delta and t == self.t)
 
-    def emit(self, samples: list[Sample], labels: Labels) -> None:
+    def text_of(self, labels: Labels) -> str:
+        if not self.label and labels:
+            self.label = label_text(labels)
+        return self.label
+
+    def row(self, labels: Labels) -> Row:
+        """Its values now, to render once the store is let go."""
         raise NotImplementedError
 
 
@@ -112,8 +120,8 @@ class NumberSeries(Series):
         super().__init__()
         self.value = 0.0
 
-    def emit(self, samples: list[Sample], labels: Labels) -> None:
-        samples.append(Sample("", labels, self.value))
+    def row(self, labels: Labels) -> Row:
+        return NumberRow(labels, self.text_of(labels), self.value)
 
 
 class HistogramSeries(Series):
@@ -122,12 +130,13 @@ class HistogramSeries(Series):
     def __init__(self) -> None:
         super().__init__()
         self.les: tuple[str, ...] = ()
-        self.counts: list[int] = []
+        self.counts: list[int] = []  # replaced by each point, never changed in place
         self.count = 0
         self.sum: float | None = None
 
-    def emit(self, samples: list[Sample], labels: Labels) -> None:
-        _buckets(samples, labels, zip(self.les, self.counts, strict=False), self.count, self.sum)
+    def row(self, labels: Labels) -> Row:
+        return HistogramRow(labels, self.text_of(labels), self.les, self.counts, self.count,
+                            self.sum)
 
 
 class ExpHistogramSeries(Series):
@@ -135,13 +144,14 @@ class ExpHistogramSeries(Series):
 
     def __init__(self) -> None:
         super().__init__()
-        self.buckets = exphist.ExpBuckets(0, 0.0, 0)
+        self.buckets = exphist.ExpBuckets(0, 0.0, 0)  # changed in place by delta points
         self.count = 0
         self.sum: float | None = None
 
-    def emit(self, samples: list[Sample], labels: Labels) -> None:
-        pairs = [(bound_text(b), n) for b, n in exphist.classic_buckets(self.buckets)]
-        _buckets(samples, labels, pairs, self.count, self.sum)
+    def row(self, labels: Labels) -> Row:
+        pairs = exphist.classic_buckets(self.buckets)
+        return HistogramRow(labels, self.text_of(labels), [bound_text(b) for b, _ in pairs],
+                            [n for _, n in pairs], self.count, self.sum)
 
 
 class SummarySeries(Series):
@@ -149,15 +159,12 @@ class SummarySeries(Series):
 
     def __init__(self) -> None:
         super().__init__()
-        self.quantiles: list[tuple[str, float]] = []
+        self.quantiles: list[tuple[str, float]] = []  # replaced by each point
         self.count = 0
         self.sum = 0.0
 
-    def emit(self, samples: list[Sample], labels: Labels) -> None:
-        for q, value in self.quantiles:
-            samples.append(Sample("", (*labels, ("quantile", q)), value))
-        samples.append(Sample("_sum", labels, self.sum))
-        samples.append(Sample("_count", labels, self.count))
+    def row(self, labels: Labels) -> Row:
+        return SummaryRow(labels, self.text_of(labels), self.quantiles, self.count, self.sum)
 
 
 class MetricFamily:
@@ -451,7 +458,7 @@ class SeriesStore:
     def collect(self) -> list[Family]:
         self.now = self.clock()
         self.prune()
-        return [_render(fam) for fam in self.families.values()]
+        return [_family(fam) for fam in self.families.values()]
 
 
 def _span(a: dict[int, int], b: dict[int, int], same_scale: bool) -> int:
@@ -471,25 +478,6 @@ def _exp_lines(held: ExpBuckets | None, new: ExpBuckets) -> int:
     return _span(held.pos, new.pos, same) + _span(held.neg, new.neg, same) + 4
 
 
-def _render(fam: MetricFamily) -> Family:
-    out = Family(fam.name, "histogram" if fam.type == "exphistogram" else fam.type, fam.help)
-    for labels, series in fam.series.items():
-        series.emit(out.samples, labels)
-    return out
-
-
-def _buckets(
-    samples: list[Sample],
-    labels: Labels,
-    pairs: Iterable[tuple[str, int]],
-    count: int,
-    sum_: float | None,
-) -> None:
-    cumulative = 0
-    for le, n in pairs:
-        cumulative += n
-        samples.append(Sample("_bucket", (*labels, ("le", le)), cumulative))
-    samples.append(Sample("_bucket", (*labels, ("le", "+Inf")), count))
-    if sum_ is not None:
-        samples.append(Sample("_sum", labels, sum_))
-    samples.append(Sample("_count", labels, count))
+def _family(fam: MetricFamily) -> Family:
+    return Family(fam.name, "histogram" if fam.type == "exphistogram" else fam.type, fam.help,
+                  rows=[series.row(labels) for labels, series in fam.series.items()])

@@ -71,8 +71,9 @@ def _bucket_lines(values: list[float], max_size: int) -> tuple[list[tuple[float,
     apply_metrics(request, store)
     (fam,) = [f for f in store.collect() if f.name == "latency_seconds"]
     assert fam.type == "histogram"
-    buckets = [(float(dict(s.labels)["le"]), s.value) for s in fam.samples if s.suffix == "_bucket"]
-    (count,) = [s.value for s in fam.samples if s.suffix == "_count"]
+    samples = fam.all_samples()
+    buckets = [(float(dict(s.labels)["le"]), s.value) for s in samples if s.suffix == "_bucket"]
+    (count,) = [s.value for s in samples if s.suffix == "_count"]
     return buckets, count
 
 

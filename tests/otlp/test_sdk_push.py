@@ -85,7 +85,7 @@ def _families(state: OtlpState) -> dict[str, Family]:
 def _by_instance(fam: Family, suffix: str = "", **match: str) -> dict[str, float]:
     return {
         dict(s.labels)["service_instance_id"]: s.value
-        for s in fam.samples
+        for s in fam.all_samples()
         if s.suffix == suffix and match.items() <= dict(s.labels).items()
     }
 
@@ -117,7 +117,7 @@ def test_two_producers_keep_distinct_series_which_go_stale_when_they_stop(
     assert fams["db_client_connection_timeouts_total"].type == "counter"
     assert fams["db_client_operation_duration_seconds"].type == "histogram"
     assert fams["db_client_connection_wait_time_seconds"].type == "histogram"
-    names = {dict(s.labels)["service_name"] for s in fams["target_info"].samples}
+    names = {dict(s.labels)["service_name"] for s in fams["target_info"].all_samples()}
     assert names == {"tradesense-api"}
 
     rounds = {}
@@ -171,7 +171,8 @@ def test_delta_temporality_and_exponential_histograms_from_the_sdk(receiver: Rec
     assert timeouts == rounds, "delta points accumulate into the cumulative counter"
     duration = fams["db_client_operation_duration_seconds"]
     assert duration.type == "histogram"
-    buckets = {dict(s.labels)["le"]: s.value for s in duration.samples if s.suffix == "_bucket"}
+    buckets = {dict(s.labels)["le"]: s.value
+               for s in duration.all_samples() if s.suffix == "_bucket"}
     # DURATIONS = 0.0004 0.003 0.02 0.02 0.7 3.0, in power-of-two buckets.
     assert buckets["0.00048828125"] == rounds  # 2**-11
     assert buckets["0.0009765625"] == rounds  # 2**-10, empty: every bucket in the range shows

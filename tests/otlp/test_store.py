@@ -18,7 +18,7 @@ def _values(families: list[Family], name: str) -> dict[tuple[tuple[str, str], ..
         s.labels + ((("suffix", s.suffix),) if s.suffix else ()): s.value
         for f in families
         if f.name == name
-        for s in f.samples
+        for s in f.all_samples()
     }
 
 
@@ -257,7 +257,7 @@ def _held(store: SeriesStore, clock: Clock, at: float) -> set[tuple[str, str]]:
     """(metric, instance) of every series `/metrics` shows at `at`."""
     clock.now = 1000.0 + at
     return {(f.name, dict(s.labels)["service_instance_id"])
-            for f in store.collect() for s in f.samples}
+            for f in store.collect() for s in f.all_samples()}
 
 
 def test_a_producer_that_dies_goes_after_three_of_its_intervals_not_the_staleness() -> None:

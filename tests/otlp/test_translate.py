@@ -24,7 +24,7 @@ def _families(store: SeriesStore) -> dict[str, Family]:
 
 
 def _label_names(fam: Family) -> set[str]:
-    return {k for s in fam.samples for k, _ in s.labels}
+    return {k for s in fam.all_samples() for k, _ in s.labels}
 
 
 def _semconv(meter: Meter) -> None:
@@ -138,11 +138,11 @@ def test_delta_counters_and_histograms_accumulate_into_cumulative() -> None:
     histograms["h"].record(500)
     apply_metrics(collect(), store)
     fams = _families(store)
-    (total,) = fams["jobs_total"].samples
+    (total,) = fams["jobs_total"].all_samples()
     assert total.value == 5
     buckets = {
         dict(s.labels).get("le"): s.value
-        for s in fams["wait_milliseconds"].samples
+        for s in fams["wait_milliseconds"].all_samples()
         if s.suffix == "_bucket"
     }
     assert buckets == {"10": 1, "100": 2, "+Inf": 3}
@@ -220,7 +220,7 @@ def test_producers_without_instance_id_get_a_derived_one() -> None:
         _request(_sum("a", pb.AGGREGATION_TEMPORALITY_CUMULATIVE, True, 1), resource=res), store
     )
     fams = _families(store)
-    (info,) = fams["target_info"].samples
+    (info,) = fams["target_info"].all_samples()
     assert dict(info.labels) == {
         "service_name": "shop/web",
         "service_instance_id": "h1:42",
@@ -228,7 +228,7 @@ def test_producers_without_instance_id_get_a_derived_one() -> None:
         "process_pid": "42",
         "service_namespace": "shop",
     }
-    (point,) = fams["a_total"].samples
+    (point,) = fams["a_total"].all_samples()
     assert dict(point.labels)["service_instance_id"] == "h1:42"
 
 
@@ -243,10 +243,11 @@ def test_two_producers_keep_distinct_series() -> None:
             store,
         )
     values = {
-        dict(s.labels)["service_instance_id"]: s.value for s in _families(store)["a_total"].samples
+        dict(s.labels)["service_instance_id"]: s.value
+        for s in _families(store)["a_total"].all_samples()
     }
     assert values == {"w1": 1.0, "w2": 2.0}
-    assert len(_families(store)["target_info"].samples) == 2
+    assert len(_families(store)["target_info"].all_samples()) == 2
 
 
 def test_attributes_clashing_with_reserved_labels_are_renamed() -> None:
@@ -265,7 +266,7 @@ def test_attributes_clashing_with_reserved_labels_are_renamed() -> None:
     )
     store = SeriesStore()
     apply_metrics(_request(metric), store)
-    (count,) = [s for s in _families(store)["h"].samples if s.suffix == "_count"]
+    (count,) = [s for s in _families(store)["h"].all_samples() if s.suffix == "_count"]
     labels = dict(count.labels)
     assert labels["exported_le"] == "x"
     assert labels["exported_service_name"] == "evil"
@@ -293,7 +294,7 @@ def test_invalid_histograms_are_dropped_and_negative_ones_lose_their_sum() -> No
     store = SeriesStore()
     outcome = apply_metrics(_request(metric), store)
     assert (outcome.accepted, outcome.unsupported) == (2, 3)
-    samples = _families(store)["h"].samples
+    samples = _families(store)["h"].all_samples()
     by_k = {(dict(s.labels)["k"], s.suffix, dict(s.labels).get("le")): s.value for s in samples}
     assert ("4", "_sum", None) not in by_k
     assert by_k[("5", "_bucket", "+Inf")] == 7 and by_k[("5", "_sum", None)] == 3.5
@@ -326,7 +327,8 @@ def test_gauges_marked_unknown_are_untyped_and_summaries_pass_through() -> None:
     fams = _families(store)
     assert fams["legacy"].type == "untyped"
     assert fams["rpc_seconds"].type == "summary"
-    quantiles = [dict(s.labels)["quantile"] for s in fams["rpc_seconds"].samples if not s.suffix]
+    quantiles = [dict(s.labels)["quantile"]
+                 for s in fams["rpc_seconds"].all_samples() if not s.suffix]
     assert quantiles == ["0.5", "0.99"]
 
 
@@ -356,7 +358,7 @@ def test_observable_callbacks_from_the_sdk_are_gauges() -> None:
     request, _ = metrics_request(record)
     store = SeriesStore()
     apply_metrics(request, store)
-    (sample,) = _families(store)["system_cpu_utilization_ratio"].samples
+    (sample,) = _families(store)["system_cpu_utilization_ratio"].all_samples()
     assert sample.value == 0.75
 
 
@@ -379,7 +381,7 @@ def test_pushed_metrics_cannot_shadow_the_sidecars_own() -> None:
     assert (outcome.reserved_name, outcome.unsupported, outcome.accepted) == (7, 0, 1)
     fams = _families(store)
     assert set(fams) == {"target_info", "app_redis_calls_total"}
-    assert [s.value for s in fams["target_info"].samples] == [1]
+    assert [s.value for s in fams["target_info"].all_samples()] == [1]
 
 
 def _point(t: int, value: float) -> pb.Metric:
@@ -404,7 +406,7 @@ def test_a_point_from_the_future_is_refused_and_later_points_apply() -> None:
     apply_metrics(_request(_point(now, 5)), store, bounds=bounds)
     outcome = apply_metrics(_request(_point(now + 10**9, 6)), store, bounds=bounds)
     assert outcome.accepted == 1
-    assert [s.value for s in _families(store)["orders_total"].samples] == [6]
+    assert [s.value for s in _families(store)["orders_total"].all_samples()] == [6]
 
 
 def test_long_attribute_keys_are_dropped_and_counted() -> None:
@@ -413,7 +415,7 @@ def test_long_attribute_keys_are_dropped_and_counted() -> None:
     metric = pb.Metric(name="g", gauge=pb.Gauge(data_points=[point]))
     outcome = apply_metrics(_request(metric), store)
     assert (outcome.accepted, outcome.attributes_dropped) == (1, 1)
-    (sample,) = _families(store)["g"].samples
+    (sample,) = _families(store)["g"].all_samples()
     assert {k for k, _ in sample.labels} == {
         "service_name",
         "service_instance_id",
@@ -431,7 +433,7 @@ def test_resource_attributes_in_target_info_are_capped() -> None:
     )
     cumulative = pb.AGGREGATION_TEMPORALITY_CUMULATIVE
     outcome = apply_metrics(_request(_sum("a", cumulative, True, 1), resource=resource), store)
-    (info,) = _families(store)["target_info"].samples
+    (info,) = _families(store)["target_info"].all_samples()
     assert len(info.labels) == 64
     assert max(len(v) for _, v in info.labels) == 1024
     assert outcome.attributes_dropped == 1 + (2002 - 64)
