@@ -19,6 +19,9 @@ class ServerLimits:
     header_timeout_seconds: float = 10.0
     max_header_bytes: int = 64 * 1024
     tls_handshake_timeout_seconds: float = 10.0
+    # Above the app's 10 s export interval, the OpenTelemetry SDK's default of 60 s and the
+    # usual scrape intervals, so a pusher or scraper keeps its connection (nginx's default).
+    keep_alive_timeout_seconds: float = 75.0
 
 
 @dataclass(frozen=True, slots=True)

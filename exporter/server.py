@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import socket
 from collections.abc import Generator, Sequence
@@ -89,14 +90,13 @@ def _uvicorn_config(app: ASGIApp, address: str, flag: str, tls: WebConfig | None
                             lifespan="off", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             server_header=False, http=gated_protocol(listener),
                             h11_max_incomplete_event_size=h11_backstop(limits),
-                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
+                            timeout_keep_alive=math.ceil(limits.keep_alive_timeout_seconds))
     config.load()
     if tls is not None and tls.tls is not None:
         listener.tls = tls.tls
     return config
 
 
-KEEP_ALIVE_SECONDS = 5
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 _IGNORED_SIGNALS = {signal.SIGHUP: "the configuration is read at start only: restart to apply "
                                    "a change",

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
@@ -107,3 +108,36 @@ def test_busy_ports_are_named_on_one_line_with_exit_code_3(busy: tuple[str, ...]
         assert f"--{name}.listen-address 127.0.0.1:{port}: address already in use" in error
     for name in {"web", "otlp"} - set(busy):
         assert f"--{name}.listen-address" not in error
+
+
+def _request(sock: socket.socket, path: bytes) -> bytes:
+    sock.sendall(b"POST " + path + b" HTTP/1.1\r\nhost: x\r\n"
+                 b"content-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
+def test_a_pusher_keeps_its_connection_until_the_keep_alive_timeout(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("server:\n  keep_alive_timeout: 3s\n")
+    with run_sidecar(["--redis.addr=", f"--config.file={config}"]) as sidecar, \
+            socket.create_connection(("127.0.0.1", sidecar.otlp_port), timeout=5) as sock:
+        for pause in (1.5, 1.5, 0):  # idle under the timeout: the same connection answers
+            assert _request(sock, b"/v1/metrics").startswith(b"HTTP/1.1 200")
+            last = time.monotonic()
+            time.sleep(pause)
+        sock.settimeout(10)
+        assert sock.recv(4096) == b""  # then the sidecar closes it, 3 s after the last answer
+        assert 2.5 < time.monotonic() - last < 4.9  # (the fixed 5 s it replaced: 5 s)
+
+
+def test_the_default_keep_alive_outlasts_the_export_intervals() -> None:
+    from exporter.instrument.providers import DEFAULT_EXPORT_INTERVAL_MILLIS
+    from exporter.limits import ServerLimits
+    keep_alive = ServerLimits().keep_alive_timeout_seconds
+    assert keep_alive > DEFAULT_EXPORT_INTERVAL_MILLIS / 1000 and keep_alive > 60  # SDK default
