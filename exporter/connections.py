@@ -13,11 +13,16 @@ address, and counts every connection it turns away. The HTTP protocol classes ar
   kept-alive connection) until the request's headers are complete: a connection that sends no
   byte, or not all its headers, within `server.header_timeout` is closed;
 - count the bytes received while the headers are incomplete: past `server.max_header_bytes` the
-  request gets 431 and the connection is closed before the parser buffers more.
+  request gets 431 and the connection is closed before the parser buffers more;
+- when a new connection finds a cap reached, close the connection that has been idle longest
+  between two requests (of the same client for the per-client cap, of any for the listener's)
+  and admit the new one: a kept-alive connection holds its place only while nobody needs it,
+  so a pod with more workers than `server.max_connections_per_client` still gets every push in.
 
 uvicorn internals relied on (guarded by tests/test_connections.py, one test per protocol):
 `connection_made`/`connection_lost`/`data_received`/`on_response_complete`/`send_400_response`
-and the attributes `transport`, `conn` (h11.Connection, H11Protocol), `parser` and the parser
+and the attributes `transport`, `timeout_keep_alive_task` (set while a kept-alive connection
+waits for its next request), `conn` (h11.Connection, H11Protocol), `parser` and the parser
 callbacks `on_message_begin`/`on_headers_complete`/`on_message_complete` (HttpToolsProtocol).
 asyncio internals relied on: `SSLProtocol` (its constructor, `max_size`, `_app_transport`,
 `_handshake_timeout_handle`; tests/test_connections.py) and the selector loop's
@@ -34,7 +39,7 @@ import ssl
 import time
 from asyncio import sslproto
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -76,8 +81,14 @@ class Throttle:
         return self._pending.pop(key)
 
 
+class Idle(Protocol):
+    def evict(self) -> None:
+        """Give up its slot now and close (it is idle between two requests)."""
+
+
 class Listener:
-    """One listener's connections: the caps, the counts, the handshakes in progress."""
+    """One listener's connections: the caps, the counts, the handshakes in progress, and the
+    kept-alive connections idle between two requests (oldest first), closed to make room."""
 
     def __init__(self, name: str, limits: ServerLimits, tls: ssl.SSLContext | None = None,
                  throttle: Throttle | None = None) -> None:
@@ -89,17 +100,21 @@ class Listener:
         self.per_client: dict[str, int] = {}
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.handshaking: set[asyncio.Transport] = set()
+        self.idle_closed = 0
+        self._idle: dict[Idle, str] = {}  # idle connections, longest idle first, their clients
         self._throttle = throttle or Throttle()
 
     def admit(self, client: str) -> bool:
-        """Take a slot for a new connection from `client`, or count and log its refusal."""
-        if self.open >= self.limits.max_connections:
+        """Take a slot for a new connection from `client` (closing an idle one if a cap is
+        reached), or count and log its refusal."""
+        if self.open >= self.limits.max_connections and not self._close_idle(None):
             self.reject("max_connections")
             return False
-        held = self.per_client.get(client, 0)
-        if held >= self.limits.max_connections_per_client:
+        if (self.per_client.get(client, 0) >= self.limits.max_connections_per_client
+                and not self._close_idle(client)):
             self.reject("per_client")
             return False
+        held = self.per_client.get(client, 0)
         self.open += 1
         self.accepted += 1
         self.per_client[client] = held + 1
@@ -112,6 +127,22 @@ class Listener:
             self.per_client[client] = left
         else:
             self.per_client.pop(client, None)
+
+    def idle(self, connection: Idle, client: str) -> None:
+        self._idle[connection] = client
+
+    def busy(self, connection: Idle) -> None:
+        self._idle.pop(connection, None)
+
+    def _close_idle(self, client: str | None) -> bool:
+        """Close the longest idle connection (of `client`, or of anyone); False if none."""
+        for connection, owner in self._idle.items():
+            if client is None or owner == client:
+                del self._idle[connection]
+                connection.evict()
+                self.idle_closed += 1
+                return True
+        return False
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
@@ -160,15 +191,20 @@ class ConnectionStats:
                            "Connections admitted on each listener")
         rejected = counter("tradesense_exporter_connections_rejected_total",
                            "Connections closed by a server limit, by listener and reason")
+        idle_closed = counter("tradesense_exporter_connections_idle_closed_total",
+                              "Kept-alive connections idle between two requests, closed to "
+                              "admit a new one at server.max_connections or "
+                              "server.max_connections_per_client")
         for lst in self.listeners:
             opened.add(lst.open, (("listener", lst.name),))
             accepted.add(lst.accepted, (("listener", lst.name),))
+            idle_closed.add(lst.idle_closed, (("listener", lst.name),))
             for reason, n in lst.rejected.items():
                 rejected.add(n, (("listener", lst.name), ("reason", reason)))
         errors = counter("tradesense_exporter_accept_errors_total",
                          "accept() calls that failed for lack of a resource (EMFILE, ENFILE, "
                          "ENOBUFS, ENOMEM); the listener retries after 1s", self.accept_errors)
-        return [opened, accepted, rejected, errors]
+        return [opened, accepted, rejected, idle_closed, errors]
 
     def loop_exception_handler(self, loop: asyncio.AbstractEventLoop,
                                context: dict[str, Any]) -> None:
@@ -384,6 +420,7 @@ class _Gate:
             self.listener.release(self._client)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.busy(self)
         self._cancel_header_timer()
         self._release()
         if self._started:
@@ -394,6 +431,19 @@ class _Gate:
     def _never_started(self) -> None:
         """Break what uvicorn's constructor tied (its connection_lost does it for a started
         connection), so that a refused connection is freed at once, not by the cyclic GC."""
+
+    # Idle between two requests: its slot may be taken.
+    def _maybe_idle(self) -> None:
+        """After a response: idle if uvicorn waits for the next request (its keep-alive timer
+        armed) and no byte of one has come."""
+        if (getattr(self, "timeout_keep_alive_task", None) is not None and not self._closed
+                and self._in_headers and self._header_bytes == 0):
+            self.listener.idle(self, self._client)
+
+    def evict(self) -> None:
+        self._closed = True
+        self._release()
+        self.transport.close()
 
     # Headers: a deadline and a size.
     def _arm_header_timer(self) -> None:
@@ -462,6 +512,7 @@ class GatedH11Protocol(_Gate, H11Protocol):  # type: ignore[misc]
     IDLE); h11's own incomplete-event limit is set above ours, as a backstop."""
 
     def data_received(self, data: bytes) -> None:
+        self.listener.busy(self)
         if self._held_back(data) or not self._count_header_bytes(data):
             return
         super().data_received(data)
@@ -470,6 +521,7 @@ class GatedH11Protocol(_Gate, H11Protocol):  # type: ignore[misc]
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._check_request()
+        self._maybe_idle()
 
     def _check_request(self) -> None:
         if self._closed:
@@ -484,9 +536,14 @@ class GatedHttpToolsProtocol(_Gate, HttpToolsProtocol):  # type: ignore[misc]
     """httptools: the parser's callbacks say when a message begins and its headers end."""
 
     def data_received(self, data: bytes) -> None:
+        self.listener.busy(self)
         if self._held_back(data) or not self._count_header_bytes(data):
             return
         super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._maybe_idle()
 
     def _never_started(self) -> None:
         self.parser = None  # type: ignore[assignment]  # it refers back to this protocol

@@ -207,6 +207,58 @@ def test_connection_caps_per_client_and_per_listener(protocol: str) -> None:
         assert get(port, "127.0.0.4").startswith(b"HTTP/1.1 200")
 
 
+def kept_alive(port: int, source: str) -> socket.socket:
+    """A connection that has had one answer and waits, kept alive, for its next request."""
+    sock = connect(port, source)
+    sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert read_response(sock).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def answers(sock: socket.socket) -> bool:
+    sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    return read_response(sock).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_longest_idle_connection_of_a_client_makes_room_at_its_cap(protocol: str) -> None:
+    with serving(protocol) as (port, listener):
+        idle = []
+        for _ in range(4):  # the per-client cap
+            idle.append(kept_alive(port, "127.0.0.2"))
+            time.sleep(0.02)
+        idle[0], idle[1] = idle[1], idle[0]
+        assert answers(idle[1])  # the first used again: the second is now the longest idle
+        newer = connect(port, "127.0.0.2")
+        assert answers(newer)
+        assert read_all(idle[0]) == b""  # closed by the sidecar to admit `newer`
+        assert all(answers(sock) for sock in idle[1:])
+        assert listener.rejected["per_client"] == 0 and listener.idle_closed == 1
+        # In the middle of a request (headers begun) no connection is taken for room.
+        for sock in [*idle[1:], newer]:
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+        over = connect(port, "127.0.0.2")
+        assert read_all(over) == b""
+        assert listener.rejected["per_client"] == 1 and listener.idle_closed == 1
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_longest_idle_connection_of_anyone_makes_room_on_a_full_listener(
+        protocol: str) -> None:
+    with serving(protocol) as (port, listener):
+        idle = []
+        for client in ("127.0.0.2", "127.0.0.3", "127.0.0.4") * 2:  # 6, the listener's cap
+            idle.append(kept_alive(port, client))
+            time.sleep(0.02)
+        newer = connect(port, "127.0.0.5")
+        assert answers(newer)
+        assert read_all(idle[0]) == b""
+        assert all(answers(sock) for sock in idle[1:])
+        assert listener.rejected["max_connections"] == 0 and listener.idle_closed == 1
+        wait_for(lambda: listener.open == 6)
+        newer.close()
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_invalid_request_counted(protocol: str) -> None:
     with serving(protocol) as (port, listener), connect(port) as sock:
