@@ -205,14 +205,26 @@ def main() -> None:
                         help="fleet: raise the three limits 200 producers of 71 series pass "
                              "(FLEET_LIMITS); default: the sidecar's defaults")
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--memwatch", metavar="JSONL",
+                        help="run the sidecar under bench/memwatch.py, writing its memory "
+                             "breakdown here every 30 s")
+    parser.add_argument("--memwatch-every", type=float, default=30.0, metavar="S")
+    parser.add_argument("--tracemalloc", metavar="DIR",
+                        help="with --memwatch: trace Python allocations, a snapshot per sample")
     args = parser.parse_args()
 
     web, otlp = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="fleet-sidecar-", suffix=".log", delete=False)  # noqa: SIM115
     config = Path(log.name).with_suffix(".yml")
     config.write_text(FLEET_LIMITS)
+    if args.memwatch:
+        launcher = [sys.executable, "bench/memwatch.py", args.memwatch,
+                    f"--every={args.memwatch_every}",
+                    *(["--tracemalloc", args.tracemalloc] if args.tracemalloc else []), "--"]
+    else:
+        launcher = [sys.executable, "-m", "exporter"]
     sidecar = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--redis.addr=", f"--web.listen-address=127.0.0.1:{web}",
+        [*launcher, "--redis.addr=", f"--web.listen-address=127.0.0.1:{web}",
          f"--otlp.listen-address=127.0.0.1:{otlp}",
          *([f"--config.file={config}"] if args.limits == "fleet" else [])],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
